@@ -1,0 +1,663 @@
+"""Builds the CIFAR-10 network.
+
+Summary of available functions:
+
+ # Compute input images and labels for training. If you would like to run
+ # evaluations, use inputs() instead.
+ inputs, labels = distorted_inputs()
+
+ # Compute inference on the model inputs to make a prediction.
+ predictions = inference(inputs)
+
+ # Compute the total loss of the prediction with respect to the labels.
+ loss = loss(predictions, labels)
+
+ # Create a graph to run one step of training with respect to the loss.
+ train_op = train(loss, global_step)
+
+This module is the library the scripts share: it holds the flags common to
+all of them, the model, and the download of the data set. Run
+`cifar10_train.py` to train and `cifar10_eval.py` to evaluate.
+"""
+
+import hashlib
+import http.client
+import os
+import pathlib
+import re
+import shutil
+import sys
+import tarfile
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import numpy as np
+
+import cifar10_input
+from cifar10_input import tf
+
+# The official binary release and its md5.
+DATA_URL = 'https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz'
+DATA_MD5 = 'c32a1d4ab5d03f1284b67883e8d87530'
+DOWNLOAD_TIMEOUT_SECS = 60
+DOWNLOAD_CHUNK_BYTES = 1 << 16
+
+FLAGS = tf.app.flags.FLAGS
+
+# Basic model parameters.
+tf.app.flags.DEFINE_integer('batch_size', 128,
+                            """Number of images to process in a batch.""",
+                            lower_bound=1)
+tf.app.flags.DEFINE_string('data_dir', '/tmp/cifar10_data',
+                           """Path to the CIFAR-10 data directory.""")
+tf.app.flags.DEFINE_boolean('use_fp16', False,
+                            """Train the model using fp16.""")
+tf.app.flags.DEFINE_string('data_url', DATA_URL,
+                           """Where to download the CIFAR-10 binary tarball from.""")
+tf.app.flags.DEFINE_string('data_md5', DATA_MD5,
+                           """MD5 the downloaded tarball must have; empty to skip
+                           the check (for a tarball other than the official one).""")
+tf.app.flags.DEFINE_float('gpu_memory_fraction', 0.0,
+                          """Fraction of GPU memory to take; 0 grows on demand,
+                          so a trainer and an evaluator share one GPU.""",
+                          lower_bound=0.0, upper_bound=1.0)
+
+# Global constants describing the CIFAR-10 data set.
+IMAGE_SIZE = cifar10_input.IMAGE_SIZE
+NUM_CLASSES = cifar10_input.NUM_CLASSES
+NUM_EXAMPLES_PER_EPOCH_FOR_TRAIN = cifar10_input.NUM_EXAMPLES_PER_EPOCH_FOR_TRAIN
+NUM_EXAMPLES_PER_EPOCH_FOR_EVAL = cifar10_input.NUM_EXAMPLES_PER_EPOCH_FOR_EVAL
+DATA_SUBDIR = cifar10_input.DATA_SUBDIR
+DataError = cifar10_input.DataError
+
+# Constants describing the training process.
+MOVING_AVERAGE_DECAY = 0.9999     # The decay to use for the moving average.
+NUM_EPOCHS_PER_DECAY = 350.0      # Epochs after which learning rate decays.
+LEARNING_RATE_DECAY_FACTOR = 0.1  # Learning rate decay factor.
+INITIAL_LEARNING_RATE = 0.1       # Initial learning rate.
+
+# If a model is trained with multiple GPUs, prefix all Op names with tower_name
+# to differentiate the operations. Note that this prefix is removed from the
+# names of the summaries when visualizing a model.
+TOWER_NAME = 'tower'
+
+
+def session_config(log_device_placement=False):
+    """Session options shared by the scripts.
+
+    GPU memory grows on demand (or is capped at --gpu_memory_fraction), so a
+    trainer and an evaluator fit side by side on one GPU.
+
+    Args:
+      log_device_placement: bool, log where each op runs.
+
+    Returns:
+      A tf.ConfigProto.
+    """
+    config = tf.ConfigProto(allow_soft_placement=True,
+                            log_device_placement=log_device_placement)
+    if FLAGS.gpu_memory_fraction:
+        config.gpu_options.per_process_gpu_memory_fraction = FLAGS.gpu_memory_fraction
+    else:
+        config.gpu_options.allow_growth = True
+    return config
+
+
+def run(main, *flag_modules):
+    """Parses the flags and runs main, as tf.app.run does.
+
+    Makes --help list the shared flags of this module and of flag_modules
+    beside the script's own, also when the script runs as a console script.
+
+    Args:
+      main: the script's main(argv) function.
+      *flag_modules: further modules whose flags the script uses.
+    """
+    script = sys.modules[main.__module__]
+    for module in (script, sys.modules[__name__]) + flag_modules:
+        for flag in FLAGS.get_key_flags_for_module(module):
+            FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+    tf.app.run(main)
+
+
+def _summary_tag(name):
+    """Removes the 'tower_N/' prefix, so that all towers share summary tags.
+
+    Args:
+      name: an op or tensor name.
+
+    Returns:
+      The name without its tower prefix.
+    """
+    return re.sub('%s_[0-9]*/' % TOWER_NAME, '', name)
+
+
+def _scalar_summary(tag, tensor):
+    """Adds a scalar summary with exactly this tag.
+
+    tf.summary.scalar derives the tag from the op name, which allows neither
+    the spaces of 'total_loss (raw)' nor repeated names; the raw op does.
+
+    Args:
+      tag: the tag TensorBoard shows.
+      tensor: a scalar Tensor.
+    """
+    summary = tf.raw_ops.ScalarSummary(tags=tag, values=tensor)
+    tf.add_to_collection(tf.GraphKeys.SUMMARIES, summary)
+
+
+def _histogram_summary(tag, tensor):
+    """Adds a histogram summary with exactly this tag.
+
+    Args:
+      tag: the tag TensorBoard shows.
+      tensor: a Tensor.
+    """
+    summary = tf.raw_ops.HistogramSummary(tag=tag, values=tensor)
+    tf.add_to_collection(tf.GraphKeys.SUMMARIES, summary)
+
+
+def _activation_summary(x):
+    """Helper to create summaries for activations.
+
+    Creates a summary that provides a histogram of activations.
+    Creates a summary that measures the sparsity of activations.
+
+    Args:
+      x: Tensor, the output of a layer, named after its scope ('conv1/conv1').
+    """
+    # The layer's name is its scope: 'tower_0/conv1/conv1' -> 'conv1'.
+    layer_name = _summary_tag(x.op.name).rsplit('/', 1)[0]
+    _histogram_summary(layer_name + '/activations', x)
+    _scalar_summary(layer_name + '/sparsity', tf.nn.zero_fraction(x))
+
+
+def _variable_on_cpu(name, shape, initializer):
+    """Helper to create a Variable stored on CPU memory.
+
+    Args:
+      name: name of the variable
+      shape: list of ints
+      initializer: initializer for Variable
+
+    Returns:
+      Variable Tensor
+    """
+    with tf.device('/cpu:0'):
+        dtype = tf.float16 if FLAGS.use_fp16 else tf.float32
+        var = tf.get_variable(name, shape, initializer=initializer, dtype=dtype)
+    return var
+
+
+def _variable_with_weight_decay(name, shape, stddev, wd):
+    """Helper to create an initialized Variable with weight decay.
+
+    Note that the Variable is initialized with a truncated normal distribution.
+    A weight decay is added only if one is specified.
+
+    Args:
+      name: name of the variable
+      shape: list of ints
+      stddev: standard deviation of a truncated Gaussian
+      wd: add L2Loss weight decay multiplied by this float. If None, weight
+          decay is not added for this Variable.
+
+    Returns:
+      Variable Tensor
+    """
+    dtype = tf.float16 if FLAGS.use_fp16 else tf.float32
+    var = _variable_on_cpu(
+        name,
+        shape,
+        tf.truncated_normal_initializer(stddev=stddev, dtype=dtype))
+    if wd is not None:
+        weight_decay = tf.multiply(tf.nn.l2_loss(var), wd, name='weight_loss')
+        tf.add_to_collection('losses', weight_decay)
+    return var
+
+
+def distorted_inputs():
+    """Constructs distorted input for CIFAR training using the Reader ops.
+
+    Returns:
+      images: Images. 4D tensor of [batch_size, IMAGE_SIZE, IMAGE_SIZE, 3] size.
+      labels: Labels. 1D tensor of [batch_size] size.
+
+    Raises:
+      DataError: if a training file is missing, empty or truncated.
+    """
+    data_dir = os.path.join(FLAGS.data_dir, DATA_SUBDIR)
+    images, labels = cifar10_input.distorted_inputs(data_dir=data_dir,
+                                                    batch_size=FLAGS.batch_size)
+    if FLAGS.use_fp16:
+        images = tf.cast(images, tf.float16)
+    return images, labels
+
+
+def inputs(eval_data):
+    """Constructs input for CIFAR evaluation using the Reader ops.
+
+    Args:
+      eval_data: bool, indicating if one should use the train or eval data set.
+
+    Returns:
+      images: Images. 4D tensor of [batch_size, IMAGE_SIZE, IMAGE_SIZE, 3] size.
+      labels: Labels. 1D tensor of [batch_size] size.
+
+    Raises:
+      DataError: if a data file is missing, empty or truncated.
+    """
+    data_dir = os.path.join(FLAGS.data_dir, DATA_SUBDIR)
+    images, labels = cifar10_input.inputs(eval_data=eval_data,
+                                          data_dir=data_dir,
+                                          batch_size=FLAGS.batch_size)
+    if FLAGS.use_fp16:
+        images = tf.cast(images, tf.float16)
+    return images, labels
+
+
+def inference(images):
+    """Build the CIFAR-10 model.
+
+    Args:
+      images: Images returned from distorted_inputs() or inputs(); any batch
+        size.
+
+    Returns:
+      Logits.
+    """
+    # We instantiate all variables using tf.get_variable() instead of
+    # tf.Variable() in order to share variables across multiple GPU training
+    # runs. If we only ran this model on a single GPU, we could simplify this
+    # function by replacing all instances of tf.get_variable() with
+    # tf.Variable().
+    #
+    # conv1
+    with tf.variable_scope('conv1') as scope:
+        kernel = _variable_with_weight_decay('weights', shape=[5, 5, 3, 64],
+                                             stddev=5e-2, wd=None)
+        conv = tf.nn.conv2d(images, kernel, [1, 1, 1, 1], padding='SAME')
+        biases = _variable_on_cpu('biases', [64], tf.constant_initializer(0.0))
+        pre_activation = tf.nn.bias_add(conv, biases)
+        conv1 = tf.nn.relu(pre_activation, name=scope.name)
+        _activation_summary(conv1)
+
+    # pool1
+    pool1 = tf.nn.max_pool(conv1, ksize=[1, 3, 3, 1], strides=[1, 2, 2, 1],
+                           padding='SAME', name='pool1')
+    # norm1
+    norm1 = tf.nn.lrn(pool1, 4, bias=1.0, alpha=0.001 / 9.0, beta=0.75,
+                      name='norm1')
+
+    # conv2
+    with tf.variable_scope('conv2') as scope:
+        kernel = _variable_with_weight_decay('weights', shape=[5, 5, 64, 64],
+                                             stddev=5e-2, wd=None)
+        conv = tf.nn.conv2d(norm1, kernel, [1, 1, 1, 1], padding='SAME')
+        biases = _variable_on_cpu('biases', [64], tf.constant_initializer(0.1))
+        pre_activation = tf.nn.bias_add(conv, biases)
+        conv2 = tf.nn.relu(pre_activation, name=scope.name)
+        _activation_summary(conv2)
+
+    # norm2
+    norm2 = tf.nn.lrn(conv2, 4, bias=1.0, alpha=0.001 / 9.0, beta=0.75,
+                      name='norm2')
+    # pool2
+    pool2 = tf.nn.max_pool(norm2, ksize=[1, 3, 3, 1],
+                           strides=[1, 2, 2, 1], padding='SAME', name='pool2')
+
+    # local3
+    with tf.variable_scope('local3') as scope:
+        # Move everything into depth so we can perform a single matrix multiply.
+        # The batch dimension is taken at run time, so any batch size works.
+        dim = int(np.prod(pool2.shape[1:]))
+        reshape = tf.reshape(pool2, [tf.shape(pool2)[0], dim])
+        weights = _variable_with_weight_decay('weights', shape=[dim, 384],
+                                              stddev=0.04, wd=0.004)
+        biases = _variable_on_cpu('biases', [384], tf.constant_initializer(0.1))
+        local3 = tf.nn.relu(tf.matmul(reshape, weights) + biases, name=scope.name)
+        _activation_summary(local3)
+
+    # local4
+    with tf.variable_scope('local4') as scope:
+        weights = _variable_with_weight_decay('weights', shape=[384, 192],
+                                              stddev=0.04, wd=0.004)
+        biases = _variable_on_cpu('biases', [192], tf.constant_initializer(0.1))
+        local4 = tf.nn.relu(tf.matmul(local3, weights) + biases, name=scope.name)
+        _activation_summary(local4)
+
+    # linear layer(WX + b),
+    # We don't apply softmax here because
+    # tf.nn.sparse_softmax_cross_entropy_with_logits accepts the unscaled logits
+    # and performs the softmax internally for efficiency.
+    with tf.variable_scope('softmax_linear') as scope:
+        weights = _variable_with_weight_decay('weights', [192, NUM_CLASSES],
+                                              stddev=1 / 192.0, wd=None)
+        biases = _variable_on_cpu('biases', [NUM_CLASSES],
+                                  tf.constant_initializer(0.0))
+        softmax_linear = tf.add(tf.matmul(local4, weights), biases,
+                                name=scope.name)
+        _activation_summary(softmax_linear)
+
+    return softmax_linear
+
+
+def loss(logits, labels):
+    """Add L2Loss to all the trainable variables.
+
+    Add summary for "Loss" and "Loss/avg".
+
+    Args:
+      logits: Logits from inference().
+      labels: Labels from distorted_inputs or inputs(). 1-D tensor
+              of shape [batch_size]
+
+    Returns:
+      Loss tensor of type float.
+    """
+    # Calculate the average cross entropy loss across the batch.
+    labels = tf.cast(labels, tf.int64)
+    cross_entropy = tf.nn.sparse_softmax_cross_entropy_with_logits(
+        labels=labels, logits=logits, name='cross_entropy_per_example')
+    cross_entropy_mean = tf.reduce_mean(cross_entropy, name='cross_entropy')
+    tf.add_to_collection('losses', cross_entropy_mean)
+
+    # The total loss is defined as the cross entropy loss plus all of the weight
+    # decay terms (L2 loss).
+    return tf.add_n(tf.get_collection('losses'), name='total_loss')
+
+
+def _add_loss_summaries(total_loss):
+    """Add summaries for losses in CIFAR-10 model.
+
+    Generates moving average for all losses and associated summaries for
+    visualizing the performance of the network.
+
+    Args:
+      total_loss: Total loss from loss().
+
+    Returns:
+      loss_averages_op: op for generating moving averages of losses.
+    """
+    # Compute the moving average of all individual losses and the total loss.
+    loss_averages = tf.train.ExponentialMovingAverage(0.9, name='avg')
+    losses = tf.get_collection('losses')
+    loss_averages_op = loss_averages.apply(losses + [total_loss])
+
+    # Attach a scalar summary to all individual losses and the total loss; do
+    # the same for the averaged version of the losses.
+    for each_loss in losses + [total_loss]:
+        # Name each loss as '(raw)' and name the moving average version of the
+        # loss as the original loss name.
+        name = _summary_tag(each_loss.op.name)
+        _scalar_summary(name + ' (raw)', each_loss)
+        _scalar_summary(name, loss_averages.average(each_loss))
+
+    return loss_averages_op
+
+
+def train(total_loss, global_step):
+    """Train CIFAR-10 model.
+
+    Create an optimizer and apply to all trainable variables. Add moving
+    average for all trainable variables.
+
+    Args:
+      total_loss: Total loss from loss().
+      global_step: Integer Variable counting the number of training steps
+        processed.
+
+    Returns:
+      train_op: op for training; running it updates the weights and then
+        their moving averages.
+    """
+    # Variables that affect learning rate.
+    num_batches_per_epoch = NUM_EXAMPLES_PER_EPOCH_FOR_TRAIN / FLAGS.batch_size
+    decay_steps = int(num_batches_per_epoch * NUM_EPOCHS_PER_DECAY)
+
+    # Decay the learning rate exponentially based on the number of steps.
+    lr = tf.train.exponential_decay(INITIAL_LEARNING_RATE,
+                                    global_step,
+                                    decay_steps,
+                                    LEARNING_RATE_DECAY_FACTOR,
+                                    staircase=True)
+    _scalar_summary('learning_rate', lr)
+
+    # Generate moving averages of all losses and associated summaries.
+    loss_averages_op = _add_loss_summaries(total_loss)
+
+    # Compute gradients.
+    with tf.control_dependencies([loss_averages_op]):
+        opt = tf.train.GradientDescentOptimizer(lr)
+        grads = opt.compute_gradients(total_loss)
+
+    # Apply gradients.
+    apply_gradient_op = opt.apply_gradients(grads, global_step=global_step)
+
+    # Add histograms for trainable variables.
+    for var in tf.trainable_variables():
+        _histogram_summary(var.op.name, var)
+
+    # Add histograms for gradients.
+    for grad, var in grads:
+        if grad is not None:
+            _histogram_summary(var.op.name + '/gradients', grad)
+
+    # Track the moving averages of all trainable variables, after the
+    # gradient step has changed them.
+    variable_averages = tf.train.ExponentialMovingAverage(
+        MOVING_AVERAGE_DECAY, global_step)
+    with tf.control_dependencies([apply_gradient_op]):
+        variables_averages_op = variable_averages.apply(tf.trainable_variables())
+
+    return variables_averages_op
+
+
+def maybe_download_and_extract(data_dir=None, data_url=None, data_md5=None):
+    """Download and extract the tarball from Alex's website, unless it is there.
+
+    Nothing is downloaded when <data_dir>/cifar-10-batches-bin/ or the tarball
+    is already there. A download goes to a temporary name and gets the
+    tarball's name only once complete and matching data_md5; extraction goes
+    to a temporary folder that is renamed into place once complete.
+
+    Args:
+      data_dir: folder to download and extract into (default --data_dir).
+      data_url: where to download from (default --data_url).
+      data_md5: md5 the tarball must have, empty to skip (default --data_md5).
+
+    Raises:
+      DataError: offline, HTTP error, interrupted download, md5 mismatch,
+        unsafe or damaged tarball; the message says what to do.
+    """
+    data_dir = FLAGS.data_dir if data_dir is None else data_dir
+    data_url = FLAGS.data_url if data_url is None else data_url
+    data_md5 = FLAGS.data_md5 if data_md5 is None else data_md5
+    if os.path.isdir(os.path.join(data_dir, DATA_SUBDIR)):
+        return
+    if os.path.exists(os.path.join(data_dir, cifar10_input.TRAIN_FILES[0])):
+        raise DataError('--data_dir=%s is itself a %s folder: pass the folder '
+                        'that holds it, --data_dir=%s'
+                        % (data_dir, DATA_SUBDIR, os.path.dirname(
+                            os.path.abspath(data_dir))))
+    filename = os.path.basename(urllib.parse.urlparse(data_url).path)
+    filepath = os.path.join(data_dir, filename)
+    try:
+        os.makedirs(data_dir, exist_ok=True)
+    except OSError as e:
+        raise DataError('cannot create --data_dir=%s (%s): choose a folder '
+                        'you can write to' % (data_dir, e)) from e
+    if os.path.exists(filepath):
+        _check_md5(filepath, _file_md5(filepath), data_md5,
+                   'it may be a partial or foreign file: delete it')
+    else:
+        _download(data_url, filepath, data_md5)
+    _extract(filepath, data_dir)
+
+
+def _file_md5(path):
+    """Computes a file's md5.
+
+    Args:
+      path: the file.
+
+    Returns:
+      The hex digest.
+    """
+    md5 = hashlib.md5()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(DOWNLOAD_CHUNK_BYTES), b''):
+            md5.update(chunk)
+    return md5.hexdigest()
+
+
+def _check_md5(path, actual_md5, expected_md5, advice):
+    """Refuses a tarball whose md5 differs from the expected one.
+
+    Args:
+      path: the tarball, for the message.
+      actual_md5: its md5.
+      expected_md5: the md5 it must have; empty to accept anything.
+      advice: what the user should do, for the message.
+
+    Raises:
+      DataError: on a mismatch.
+    """
+    if expected_md5 and actual_md5 != expected_md5:
+        raise DataError('%s has md5 %s, not the expected %s: %s, or pass '
+                        '--data_md5= for a tarball other than the official one'
+                        % (path, actual_md5, expected_md5, advice))
+
+
+def _offline_error(data_url, filepath, reason):
+    """Builds the error for a download that could not complete.
+
+    Args:
+      data_url: the URL that failed.
+      filepath: where the tarball belongs.
+      reason: what went wrong.
+
+    Returns:
+      A DataError that says where to put the data instead.
+    """
+    data_dir = os.path.dirname(filepath)
+    return DataError('cannot download %s (%s): check the connection, or put '
+                     '%s in %s, or its extracted %s/ folder there, and run again'
+                     % (data_url, reason, os.path.basename(filepath), data_dir,
+                        DATA_SUBDIR))
+
+
+def _download(data_url, filepath, data_md5):
+    """Downloads data_url to filepath, through a temporary file.
+
+    Args:
+      data_url: the URL.
+      filepath: the final path of the tarball.
+      data_md5: md5 the download must have; empty to skip the check.
+
+    Raises:
+      DataError: offline, HTTP error, interrupted transfer or md5 mismatch; no
+        file is left at filepath.
+    """
+    filename = os.path.basename(filepath)
+    partial_fd, partial_path = tempfile.mkstemp(
+        prefix='.%s.' % filename, suffix='.part', dir=os.path.dirname(filepath))
+    try:
+        with os.fdopen(partial_fd, 'wb') as partial:
+            try:
+                response = urllib.request.urlopen(data_url,
+                                                  timeout=DOWNLOAD_TIMEOUT_SECS)
+            except (OSError, http.client.HTTPException, ValueError) as e:
+                raise _offline_error(data_url, filepath, e) from e
+            with response:
+                expected_bytes = int(response.headers.get('Content-Length') or 0)
+                md5 = hashlib.md5()
+                received_bytes = 0
+                shown_percent = None
+                while True:
+                    try:
+                        chunk = response.read(DOWNLOAD_CHUNK_BYTES)
+                    except (OSError, http.client.HTTPException) as e:
+                        raise _offline_error(data_url, filepath, e) from e
+                    if not chunk:
+                        break
+                    partial.write(chunk)
+                    md5.update(chunk)
+                    received_bytes += len(chunk)
+                    if expected_bytes:
+                        percent = '%.1f' % (100.0 * received_bytes / expected_bytes)
+                        if percent != shown_percent:
+                            sys.stdout.write('\r>> Downloading %s %s%%'
+                                             % (filename, percent))
+                            sys.stdout.flush()
+                            shown_percent = percent
+            print()
+            if received_bytes < expected_bytes:
+                raise _offline_error(
+                    data_url, filepath, 'interrupted after %d of %d bytes'
+                    % (received_bytes, expected_bytes))
+        _check_md5(data_url, md5.hexdigest(), data_md5,
+                   'the download is damaged or not the CIFAR-10 release; it was '
+                   'removed, try again')
+        os.replace(partial_path, filepath)
+    finally:
+        if os.path.exists(partial_path):
+            os.remove(partial_path)
+    print('Successfully downloaded', filename, received_bytes, 'bytes.')
+
+
+def _check_tar_member(member, tarball):
+    """Refuses a tar member that could write outside the extraction folder.
+
+    Args:
+      member: a tarfile.TarInfo.
+      tarball: the tarball's path, for the message.
+
+    Raises:
+      DataError: for an absolute path, a '..' component, a link or a device.
+    """
+    path = pathlib.PurePosixPath(member.name)
+    if path.is_absolute() or '..' in path.parts:
+        raise DataError('refusing to extract %s: member %r has an absolute path '
+                        'or "..": delete the tarball and download the official '
+                        'one' % (tarball, member.name))
+    if not (member.isfile() or member.isdir()):
+        raise DataError('refusing to extract %s: member %r is a link or device, '
+                        'not a plain file: delete the tarball and download the '
+                        'official one' % (tarball, member.name))
+
+
+def _extract(tarball, data_dir):
+    """Extracts cifar-10-batches-bin/ from the tarball into data_dir, safely.
+
+    Every member is checked before anything is written, extraction goes to a
+    temporary folder inside data_dir, and cifar-10-batches-bin/ is renamed
+    into place only once complete.
+
+    Args:
+      tarball: path of the tarball.
+      data_dir: the folder to extract into.
+
+    Raises:
+      DataError: unsafe member, damaged tarball, or no cifar-10-batches-bin/.
+    """
+    staging_dir = tempfile.mkdtemp(prefix='.extracting-', dir=data_dir)
+    try:
+        with tarfile.open(tarball, 'r:gz') as tar:
+            members = tar.getmembers()
+            for member in members:
+                _check_tar_member(member, tarball)
+            safety_filter = {'filter': 'data'} if hasattr(tarfile, 'data_filter') else {}
+            tar.extractall(staging_dir, members=members, **safety_filter)
+        extracted_dir = os.path.join(staging_dir, DATA_SUBDIR)
+        if not os.path.isdir(extracted_dir):
+            raise DataError('%s holds no %s/ folder: it is not the CIFAR-10 '
+                            'binary release' % (tarball, DATA_SUBDIR))
+        os.replace(extracted_dir, os.path.join(data_dir, DATA_SUBDIR))
+    except (tarfile.TarError, EOFError, OSError) as e:
+        raise DataError('cannot extract %s (%s): delete it and download again'
+                        % (tarball, e)) from e
+    finally:
+        shutil.rmtree(staging_dir, ignore_errors=True)

@@ -1,0 +1,337 @@
+"""Routine for decoding the CIFAR-10 binary file format.
+
+The binary release (https://www.cs.toronto.edu/~kriz/cifar.html) stores each
+image as one fixed-length record of 3073 bytes: a label byte (0-9) followed by
+the 1024 red, 1024 green and 1024 blue bytes of a 32x32 image, row-major.
+
+This module reads those records with a queue-runner pipeline, as the original
+TensorFlow tutorial did: a filename queue feeds a fixed-length record reader,
+16 threads preprocess images into a batching queue, and a Coordinator started
+by the caller runs them. It is a library; run `cifar10_train.py` or
+`cifar10_eval.py` to use it.
+
+Every data file is checked before any queue is built, so missing, empty or
+truncated data gives one clear error instead of a hang at "Filling queue".
+"""
+
+import os
+import sys
+import tempfile
+import types
+
+
+def _import_tensorflow_quietly():
+    """Imports TensorFlow without its start-up chatter and deprecation warnings.
+
+    TensorFlow prints C++ log lines while it loads, before any setting can
+    reach them, and the queue-runner API logs a deprecation warning at every
+    call. Both drown the tutorial's own output, so both are silenced, unless
+    the user set TF_CPP_MIN_LOG_LEVEL: then TensorFlow speaks as it usually
+    does. If the import fails, what TensorFlow printed is shown.
+
+    Returns:
+      The tensorflow module.
+    """
+    if 'TF_CPP_MIN_LOG_LEVEL' in os.environ or 'tensorflow' in sys.modules:
+        import tensorflow
+        return tensorflow
+    os.environ['TF_CPP_MIN_LOG_LEVEL'] = '3'
+    sys.stderr.flush()
+    saved_stderr = os.dup(2)
+    with tempfile.TemporaryFile() as chatter:
+        os.dup2(chatter.fileno(), 2)
+        try:
+            import tensorflow
+        except BaseException:
+            os.dup2(saved_stderr, 2)
+            chatter.seek(0)
+            sys.stderr.write(chatter.read().decode(errors='replace'))
+            raise
+        finally:
+            os.dup2(saved_stderr, 2)
+            os.close(saved_stderr)
+    tensorflow.compat.v1.logging.set_verbosity(tensorflow.compat.v1.logging.ERROR)
+    return tensorflow
+
+
+tf = _import_tensorflow_quietly().compat.v1
+
+# Process images of this size. Note that this differs from the original CIFAR
+# image size of 32 x 32. If one alters this number, then the entire model
+# architecture will change and any model would need to be retrained.
+IMAGE_SIZE = 24
+
+# Global constants describing the CIFAR-10 data set.
+NUM_CLASSES = 10
+NUM_EXAMPLES_PER_EPOCH_FOR_TRAIN = 50000
+NUM_EXAMPLES_PER_EPOCH_FOR_EVAL = 10000
+
+# The binary format: one label byte, then a 32x32x3 image stored depth-major.
+LABEL_BYTES = 1
+ORIGINAL_HEIGHT = 32
+ORIGINAL_WIDTH = 32
+ORIGINAL_DEPTH = 3
+IMAGE_BYTES = ORIGINAL_HEIGHT * ORIGINAL_WIDTH * ORIGINAL_DEPTH
+RECORD_BYTES = LABEL_BYTES + IMAGE_BYTES
+
+DATA_SUBDIR = 'cifar-10-batches-bin'
+TRAIN_FILES = ['data_batch_%d.bin' % i for i in range(1, 6)]
+TEST_FILES = ['test_batch.bin']
+
+# The queue keeps at least this fraction of an epoch, for good shuffling.
+MIN_FRACTION_OF_EXAMPLES_IN_QUEUE = 0.4
+NUM_PREPROCESS_THREADS = 16
+
+
+class DataError(Exception):
+    """The CIFAR-10 data is missing, damaged or refused; the message says what to do."""
+
+
+def check_data_files(filenames):
+    """Checks that each file exists and holds whole CIFAR-10 records.
+
+    Args:
+      filenames: paths of CIFAR-10 binary files.
+
+    Returns:
+      The total number of records in the files.
+
+    Raises:
+      DataError: naming the first bad file, its size and what to do.
+    """
+    total_records = 0
+    for filename in filenames:
+        if not tf.gfile.Exists(filename):
+            data_dir = os.path.dirname(os.path.dirname(filename))
+            raise DataError(
+                'data file %s not found: --data_dir (now %s) must be the folder '
+                'that holds %s/; download the data, or see "Training offline" '
+                'in the README' % (filename, data_dir, DATA_SUBDIR))
+        size = tf.gfile.Stat(filename).length
+        if size == 0 or size % RECORD_BYTES:
+            raise DataError(
+                'data file %s is %d bytes, not a positive multiple of the %d-byte '
+                'CIFAR-10 record: it is empty or truncated; delete %s and '
+                'extract or download the data again'
+                % (filename, size, RECORD_BYTES, os.path.dirname(filename)))
+        total_records += size // RECORD_BYTES
+    return total_records
+
+
+def data_filenames(eval_data, data_dir):
+    """Lists the files of one part of the data set.
+
+    Args:
+      eval_data: bool, the test file if True, else the five training files.
+      data_dir: path to the CIFAR-10 data directory (cifar-10-batches-bin).
+
+    Returns:
+      A list of file paths.
+    """
+    names = TEST_FILES if eval_data else TRAIN_FILES
+    return [os.path.join(data_dir, name) for name in names]
+
+
+def read_cifar10(filename_queue):
+    """Reads and parses one example from CIFAR-10 data files.
+
+    Recommendation: if you want N-way read parallelism, call this function
+    N times. This will give you N independent Readers reading different
+    files & positions within those files, which will give better mixing of
+    examples.
+
+    Args:
+      filename_queue: A queue of strings with the filenames to read from.
+
+    Returns:
+      An object representing a single example, with the following fields:
+        height: number of rows in the result (32)
+        width: number of columns in the result (32)
+        depth: number of color channels in the result (3)
+        key: a scalar string Tensor describing the filename & record number
+          for this example.
+        label: an int32 Tensor with the label in the range 0..9.
+        uint8image: a [height, width, depth] uint8 Tensor with the image data
+    """
+    reader = tf.FixedLengthRecordReader(record_bytes=RECORD_BYTES)
+    key, value = reader.read(filename_queue)
+
+    # Convert from a string to a vector of uint8 that is RECORD_BYTES long.
+    record_bytes = tf.decode_raw(value, tf.uint8)
+
+    # The first byte is the label, which we convert from uint8 to int32.
+    label = tf.cast(tf.strided_slice(record_bytes, [0], [LABEL_BYTES]), tf.int32)
+
+    # The remaining bytes after the label represent the image, which we
+    # reshape from [depth * height * width] to [depth, height, width], then
+    # transpose to [height, width, depth].
+    depth_major = tf.reshape(
+        tf.strided_slice(record_bytes, [LABEL_BYTES], [RECORD_BYTES]),
+        [ORIGINAL_DEPTH, ORIGINAL_HEIGHT, ORIGINAL_WIDTH])
+    uint8image = tf.transpose(depth_major, [1, 2, 0])
+
+    return types.SimpleNamespace(
+        height=ORIGINAL_HEIGHT, width=ORIGINAL_WIDTH, depth=ORIGINAL_DEPTH,
+        key=key, label=label, uint8image=uint8image)
+
+
+def _generate_image_and_label_batch(image, label, min_queue_examples,
+                                    batch_size, shuffle):
+    """Constructs a queued batch of images and labels.
+
+    Args:
+      image: 3-D Tensor of [height, width, 3] of type float32.
+      label: 1-D Tensor of type int32.
+      min_queue_examples: int32, minimum number of samples to retain
+        in the queue that provides the batches of examples.
+      batch_size: Number of images per batch.
+      shuffle: boolean indicating whether to use a shuffling queue. A
+        non-shuffling queue also lets its last batch be smaller, so that an
+        evaluation can read each record exactly once.
+
+    Returns:
+      images: Images. 4D tensor of [batch_size, height, width, 3] size.
+      labels: Labels. 1D tensor of [batch_size] size.
+    """
+    capacity = min_queue_examples + 3 * batch_size
+    if shuffle:
+        images, label_batch = tf.train.shuffle_batch(
+            [image, label], batch_size=batch_size,
+            num_threads=NUM_PREPROCESS_THREADS, capacity=capacity,
+            min_after_dequeue=min_queue_examples)
+    else:
+        images, label_batch = tf.train.batch(
+            [image, label], batch_size=batch_size,
+            num_threads=NUM_PREPROCESS_THREADS, capacity=capacity,
+            allow_smaller_final_batch=True)
+
+    # Display the training images in the visualizer.
+    tf.summary.image('images', images)
+
+    return images, tf.reshape(label_batch, [-1])
+
+
+def distorted_inputs(data_dir, batch_size):
+    """Constructs distorted input for CIFAR training using the Reader ops.
+
+    Args:
+      data_dir: Path to the CIFAR-10 data directory (cifar-10-batches-bin).
+      batch_size: Number of images per batch.
+
+    Returns:
+      images: Images. 4D tensor of [batch_size, IMAGE_SIZE, IMAGE_SIZE, 3] size.
+      labels: Labels. 1D tensor of [batch_size] size.
+
+    Raises:
+      DataError: if a training file is missing, empty or truncated.
+    """
+    filenames = data_filenames(False, data_dir)
+    num_records = check_data_files(filenames)
+
+    with tf.name_scope('data_augmentation'):
+        # Create a queue that produces the filenames to read.
+        filename_queue = tf.train.string_input_producer(filenames)
+
+        # Read examples from files in the filename queue.
+        read_input = read_cifar10(filename_queue)
+        reshaped_image = tf.cast(read_input.uint8image, tf.float32)
+
+        height = IMAGE_SIZE
+        width = IMAGE_SIZE
+
+        # Image processing for training the network. Note the many random
+        # distortions applied to the image.
+
+        # Randomly crop a [height, width] section of the image.
+        distorted_image = tf.random_crop(reshaped_image, [height, width, 3])
+
+        # Randomly flip the image horizontally.
+        distorted_image = tf.image.random_flip_left_right(distorted_image)
+
+        # Because these operations are not commutative, consider randomizing
+        # the order their operation.
+        distorted_image = tf.image.random_brightness(distorted_image,
+                                                     max_delta=63)
+        distorted_image = tf.image.random_contrast(distorted_image,
+                                                   lower=0.2, upper=1.8)
+
+        # Subtract off the mean and divide by the variance of the pixels.
+        float_image = tf.image.per_image_standardization(distorted_image)
+
+        # Set the shapes of tensors.
+        float_image.set_shape([height, width, 3])
+        read_input.label.set_shape([1])
+
+        # Ensure that the random shuffling has good mixing properties. A data
+        # set smaller than an epoch (such as a sample) holds fewer examples.
+        num_examples_per_epoch = min(NUM_EXAMPLES_PER_EPOCH_FOR_TRAIN,
+                                     num_records)
+        min_queue_examples = int(num_examples_per_epoch *
+                                 MIN_FRACTION_OF_EXAMPLES_IN_QUEUE)
+        print('Filling queue with %d CIFAR images before starting to train. '
+              'This will take a few minutes.' % min_queue_examples, flush=True)
+
+    # Generate a batch of images and labels by building up a queue of examples.
+    return _generate_image_and_label_batch(float_image, read_input.label,
+                                           min_queue_examples, batch_size,
+                                           shuffle=True)
+
+
+def inputs(eval_data, data_dir, batch_size):
+    """Constructs input for CIFAR evaluation using the Reader ops.
+
+    The files are read exactly once (one epoch), so every record is scored
+    once; the last batch may be smaller than batch_size, and reading past
+    the epoch raises tf.errors.OutOfRangeError. The epoch counter is a local
+    variable: run tf.local_variables_initializer() before the queue runners.
+
+    Args:
+      eval_data: bool, indicating if one should use the train or eval data set.
+      data_dir: Path to the CIFAR-10 data directory (cifar-10-batches-bin).
+      batch_size: Number of images per batch.
+
+    Returns:
+      images: Images. 4D tensor of [batch_size, IMAGE_SIZE, IMAGE_SIZE, 3] size.
+      labels: Labels. 1D tensor of [batch_size] size.
+
+    Raises:
+      DataError: if a file is missing, empty or truncated.
+    """
+    filenames = data_filenames(eval_data, data_dir)
+    num_records = check_data_files(filenames)
+    if eval_data:
+        num_examples_per_epoch = NUM_EXAMPLES_PER_EPOCH_FOR_EVAL
+    else:
+        num_examples_per_epoch = NUM_EXAMPLES_PER_EPOCH_FOR_TRAIN
+
+    with tf.name_scope('input'):
+        # Create a queue that produces the filenames to read, for one epoch.
+        filename_queue = tf.train.string_input_producer(filenames, num_epochs=1)
+
+        # Read examples from files in the filename queue.
+        read_input = read_cifar10(filename_queue)
+        reshaped_image = tf.cast(read_input.uint8image, tf.float32)
+
+        height = IMAGE_SIZE
+        width = IMAGE_SIZE
+
+        # Image processing for evaluation.
+        # Crop the central [height, width] of the image.
+        resized_image = tf.image.resize_image_with_crop_or_pad(reshaped_image,
+                                                               height, width)
+
+        # Subtract off the mean and divide by the variance of the pixels.
+        float_image = tf.image.per_image_standardization(resized_image)
+
+        # Set the shapes of tensors.
+        float_image.set_shape([height, width, 3])
+        read_input.label.set_shape([1])
+
+        # Ensure that the random shuffling has good mixing properties.
+        min_queue_examples = int(min(num_examples_per_epoch, num_records) *
+                                 MIN_FRACTION_OF_EXAMPLES_IN_QUEUE)
+
+    # Generate a batch of images and labels by building up a queue of examples.
+    return _generate_image_and_label_batch(float_image, read_input.label,
+                                           min_queue_examples, batch_size,
+                                           shuffle=False)

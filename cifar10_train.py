@@ -1,0 +1,245 @@
+"""A binary to train CIFAR-10 using a single GPU (or the CPU).
+
+Accuracy:
+cifar10_train.py achieves ~86% accuracy after 100K steps (256 epochs of
+data) as judged by cifar10_eval.py.
+
+Speed: With batch_size 128.
+
+System        | Step Time (sec/batch)  |     Accuracy
+------------------------------------------------------------------
+1 Tesla K20m  | 0.35-0.60              | ~86% at 60K steps  (5 hours)
+1 Tesla K40m  | 0.25-0.35              | ~86% at 100K steps (4 hours)
+
+Usage:
+Please see the tutorial and website for how to download the CIFAR-10
+data set, compile the program and train the model.
+
+http://tensorflow.org/tutorials/deep_cnn/
+
+  python cifar10_train.py --train_dir=/tmp/cifar10_train --data_dir=/tmp/cifar10_data
+
+Started again on the same --train_dir it resumes from the latest checkpoint;
+--max_steps is the absolute last step. Ctrl-C or SIGTERM saves a checkpoint
+at the current step and exits.
+"""
+
+import contextlib
+import os
+import signal
+import sys
+import time
+from datetime import datetime
+
+import numpy as np
+
+import cifar10
+from cifar10_input import tf
+
+FLAGS = tf.app.flags.FLAGS
+
+tf.app.flags.DEFINE_string('train_dir', '/tmp/cifar10_train',
+                           """Directory where to write event logs """
+                           """and checkpoint.""")
+tf.app.flags.DEFINE_integer('max_steps', 100000,
+                            """Number of batches to run (the absolute last
+                            global step; a resumed run stops there too).""",
+                            lower_bound=0)
+tf.app.flags.DEFINE_boolean('log_device_placement', False,
+                            """Whether to log device placement.""")
+tf.app.flags.DEFINE_integer('log_frequency', 10,
+                            """How often to log results to the console.""",
+                            lower_bound=1)
+tf.app.flags.DEFINE_integer('save_checkpoint_steps', 1000,
+                            """Save a checkpoint every this many steps.""",
+                            lower_bound=1)
+
+SAVE_SUMMARY_STEPS = 100
+MAX_CHECKPOINTS_TO_KEEP = 5
+CHECKPOINT_BASENAME = 'model.ckpt'
+
+
+@contextlib.contextmanager
+def _graceful_stop():
+    """Turns the first Ctrl-C or SIGTERM into a request to stop after the step.
+
+    A second signal acts as usual (Ctrl-C raises KeyboardInterrupt at once).
+
+    Yields:
+      A list that holds the received signal numbers; empty until one comes.
+    """
+    received = []
+
+    def request_stop(signum, unused_frame):
+        received.append(signum)
+        signal.signal(signum, previous_handlers[signum])
+
+    previous_handlers = {signum: signal.signal(signum, request_stop)
+                         for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield received
+    finally:
+        for signum, handler in previous_handlers.items():
+            signal.signal(signum, handler)
+
+
+def restore_or_initialize(sess, saver, global_step, checkpoint_dir):
+    """Restores the latest checkpoint in checkpoint_dir, or initializes.
+
+    Args:
+      sess: the Session.
+      saver: a tf.train.Saver of the model's variables.
+      global_step: the global step variable.
+      checkpoint_dir: where the checkpoints are.
+
+    Returns:
+      The global step to continue from.
+
+    Raises:
+      DataError: if the latest checkpoint does not fit this model.
+    """
+    state = tf.train.get_checkpoint_state(checkpoint_dir)
+    if state and state.model_checkpoint_path:
+        try:
+            saver.restore(sess, state.model_checkpoint_path)
+        except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError) as e:
+            raise cifar10.DataError(
+                'cannot resume from %s, it does not fit this model (%s): use '
+                'another --train_dir' % (state.model_checkpoint_path,
+                                         e.message.splitlines()[0])) from e
+        # Old checkpoints keep being rotated out after a restart.
+        saver.recover_last_checkpoints(list(state.all_model_checkpoint_paths))
+        step = int(sess.run(global_step))
+        print('Resuming from %s at step %d.' % (state.model_checkpoint_path, step),
+              flush=True)
+    else:
+        sess.run(tf.global_variables_initializer())
+        step = 0
+    sess.run(tf.local_variables_initializer())
+    return step
+
+
+def train_loop(train_op, loss, global_step, num_towers=1, summary_op=None):
+    """Runs train_op until --max_steps, checkpointing along the way.
+
+    Resumes from the latest checkpoint in --train_dir. Logs every
+    --log_frequency steps, writes summaries every SAVE_SUMMARY_STEPS steps,
+    saves model.ckpt-<step> every --save_checkpoint_steps steps, at the last
+    step and when Ctrl-C or SIGTERM asks it to stop. A NaN loss stops it
+    without saving, so the last checkpoint stays the last good one.
+
+    Args:
+      train_op: op that runs one training step and increments global_step.
+      loss: the loss tensor to log and check.
+      global_step: the global step variable.
+      num_towers: batches consumed per step (one per tower).
+      summary_op: the summaries to write; default all of the graph's.
+
+    Raises:
+      FloatingPointError: if the loss becomes NaN.
+      DataError: if the latest checkpoint does not fit this model.
+    """
+    tf.gfile.MakeDirs(FLAGS.train_dir)
+    checkpoint_path = os.path.join(FLAGS.train_dir, CHECKPOINT_BASENAME)
+    saver = tf.train.Saver(max_to_keep=MAX_CHECKPOINTS_TO_KEEP,
+                           save_relative_paths=True)
+    if summary_op is None:
+        summary_op = tf.summary.merge_all()
+    config = cifar10.session_config(FLAGS.log_device_placement)
+
+    with tf.Session(config=config) as sess, _graceful_stop() as stop_signals:
+        step = restore_or_initialize(sess, saver, global_step, FLAGS.train_dir)
+        if step >= FLAGS.max_steps:
+            print('Step %d already reaches --max_steps=%d: nothing to train.'
+                  % (step, FLAGS.max_steps))
+            return
+        summary_writer = tf.summary.FileWriter(FLAGS.train_dir, sess.graph)
+        coord = tf.train.Coordinator()
+        threads = tf.train.start_queue_runners(sess=sess, coord=coord)
+        saved_step = step
+        try:
+            last_log_time, last_log_step = time.time(), step
+            while (step < FLAGS.max_steps and not stop_signals
+                   and not coord.should_stop()):
+                if step % SAVE_SUMMARY_STEPS == 0:
+                    _, loss_value, summary = sess.run([train_op, loss, summary_op])
+                    summary_writer.add_summary(summary, step)
+                else:
+                    _, loss_value = sess.run([train_op, loss])
+                if np.isnan(loss_value):
+                    raise FloatingPointError(
+                        'loss is NaN at step %d; training stopped, and the last '
+                        'good checkpoint in %s is kept'
+                        % (step, FLAGS.train_dir))
+
+                if step % FLAGS.log_frequency == 0:
+                    now = time.time()
+                    steps_run = step + 1 - last_log_step
+                    duration = now - last_log_time
+                    last_log_time, last_log_step = now, step + 1
+                    examples_per_sec = (steps_run * num_towers * FLAGS.batch_size
+                                        / duration)
+                    sec_per_batch = duration / steps_run / num_towers
+                    format_str = ('%s: step %d, loss = %.2f (%.1f examples/sec; '
+                                  '%.3f sec/batch)')
+                    print(format_str % (datetime.now(), step, loss_value,
+                                        examples_per_sec, sec_per_batch),
+                          flush=True)
+
+                step += 1
+                if step % FLAGS.save_checkpoint_steps == 0:
+                    saver.save(sess, checkpoint_path, global_step=step,
+                               write_meta_graph=False)
+                    saved_step = step
+            if saved_step != step or not saver.last_checkpoints:
+                saver.save(sess, checkpoint_path, global_step=step,
+                           write_meta_graph=False)
+            if stop_signals:
+                print('Stopped by signal %d at step %d; the checkpoint is saved.'
+                      % (stop_signals[0], step), flush=True)
+        finally:
+            coord.request_stop()
+            coord.join(threads)
+            summary_writer.close()
+
+
+def train():
+    """Train CIFAR-10 for a number of steps."""
+    with tf.Graph().as_default():
+        global_step = tf.train.get_or_create_global_step()
+
+        # Get images and labels for CIFAR-10.
+        # Force input pipeline to CPU:0 to avoid operations sometimes ending up
+        # on GPU and resulting in a slow down.
+        with tf.device('/cpu:0'):
+            images, labels = cifar10.distorted_inputs()
+
+        # Build a Graph that computes the logits predictions from the
+        # inference model.
+        logits = cifar10.inference(images)
+
+        # Calculate loss.
+        loss = cifar10.loss(logits, labels)
+
+        # Build a Graph that trains the model with one batch of examples and
+        # updates the model parameters.
+        train_op = cifar10.train(loss, global_step)
+
+        train_loop(train_op, loss, global_step)
+
+
+def main(argv=None):  # pylint: disable=unused-argument
+    try:
+        cifar10.maybe_download_and_extract()
+        train()
+    except (cifar10.DataError, FloatingPointError) as e:
+        sys.exit('%s: error: %s' % (os.path.basename(sys.argv[0]), e))
+
+
+def run():
+    """Console-script entry point: parses the flags and trains."""
+    cifar10.run(main)
+
+
+if __name__ == '__main__':
+    run()
