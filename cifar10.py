@@ -655,7 +655,12 @@ def _extract(tarball, data_dir):
         if not os.path.isdir(extracted_dir):
             raise DataError('%s holds no %s/ folder: it is not the CIFAR-10 '
                             'binary release' % (tarball, DATA_SUBDIR))
-        os.replace(extracted_dir, os.path.join(data_dir, DATA_SUBDIR))
+        try:
+            os.replace(extracted_dir, os.path.join(data_dir, DATA_SUBDIR))
+        except OSError:
+            # Another process (the evaluator beside the trainer) got there first.
+            if not os.path.isdir(os.path.join(data_dir, DATA_SUBDIR)):
+                raise
     except (tarfile.TarError, EOFError, OSError) as e:
         raise DataError('cannot extract %s (%s): delete it and download again'
                         % (tarball, e)) from e

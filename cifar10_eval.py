@@ -178,12 +178,17 @@ def evaluate():
         summary_writer = tf.summary.FileWriter(FLAGS.eval_dir, g)
 
         last_evaluated = None
+        said_waiting = False
         last_new_checkpoint_time = time.time()
         while True:
             checkpoint_path = tf.train.latest_checkpoint(FLAGS.checkpoint_dir)
             if checkpoint_path is None and FLAGS.run_once:
                 raise cifar10.DataError('No checkpoint file found in %s'
                                         % FLAGS.checkpoint_dir)
+            if checkpoint_path is None and not said_waiting:
+                said_waiting = True
+                print('No checkpoint file found in %s yet: waiting for the '
+                      'trainer.' % FLAGS.checkpoint_dir, flush=True)
             if checkpoint_path is not None and checkpoint_path != last_evaluated:
                 last_evaluated = checkpoint_path
                 last_new_checkpoint_time = time.time()

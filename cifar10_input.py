@@ -12,6 +12,9 @@ by the caller runs them. It is a library; run `cifar10_train.py` or
 
 Every data file is checked before any queue is built, so missing, empty or
 truncated data gives one clear error instead of a hang at "Filling queue".
+
+Importing it (or any module of the tutorial) imports TensorFlow quietly and
+switches off eager execution, so tf.compat.v1 behaves as TensorFlow 1 did.
 """
 
 import os
@@ -55,6 +58,8 @@ def _import_tensorflow_quietly():
 
 
 tf = _import_tensorflow_quietly().compat.v1
+# The tutorial's world is TF1 graphs and queues: build graphs, not eager ops.
+tf.disable_eager_execution()
 
 # Process images of this size. Note that this differs from the original CIFAR
 # image size of 32 x 32. If one alters this number, then the entire model

@@ -161,7 +161,7 @@ def train_loop(train_op, loss, global_step, num_towers=1, summary_op=None):
             last_log_time, last_log_step = time.time(), step
             while (step < FLAGS.max_steps and not stop_signals
                    and not coord.should_stop()):
-                if step % SAVE_SUMMARY_STEPS == 0:
+                if summary_op is not None and step % SAVE_SUMMARY_STEPS == 0:
                     _, loss_value, summary = sess.run([train_op, loss, summary_op])
                     summary_writer.add_summary(summary, step)
                 else:

@@ -1,0 +1,97 @@
+"""Fixtures: synthetic and real CIFAR-10 data, a shared short training run,
+and scripts started in the background."""
+
+import shutil
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from helpers import SAMPLE_DIR, TRAINED_RUN_FLAGS, RunningScript, cifar10, make_data_dir, run_script
+
+
+@pytest.fixture(scope='session')
+def synthetic_data_dir(tmp_path_factory):
+    """A --data_dir of learnable synthetic data (200 records a file)."""
+    return make_data_dir(tmp_path_factory.mktemp('data') / 'cifar10_data')
+
+
+@pytest.fixture
+def sample_data_dir():
+    """The real CIFAR-10 sample in ../shared (read-only); skips without it."""
+    if not (SAMPLE_DIR / cifar10.DATA_SUBDIR / 'test_batch.bin').is_file():
+        pytest.skip('the real CIFAR-10 sample is not at %s' % SAMPLE_DIR)
+    return SAMPLE_DIR
+
+
+@pytest.fixture(scope='session')
+def trained_run(tmp_path_factory, synthetic_data_dir):
+    """Trains once on the synthetic data (TRAINED_RUN_FLAGS).
+
+    Returns:
+      (train_dir, the CompletedProcess). Tests must not write into train_dir:
+      copy it with copy_train_dir.
+    """
+    train_dir = tmp_path_factory.mktemp('trained') / 'train'
+    flags = ['--%s=%s' % item for item in TRAINED_RUN_FLAGS.items()]
+    result = run_script('cifar10_train.py', '--data_dir=%s' % synthetic_data_dir,
+                        '--train_dir=%s' % train_dir, *flags)
+    assert result.returncode == 0, result.stderr
+    return train_dir, result
+
+
+@pytest.fixture
+def copy_train_dir(tmp_path, trained_run):
+    """A private copy of the trained run's train_dir, to resume or alter."""
+    copy = tmp_path / 'train'
+    shutil.copytree(trained_run[0], copy)
+    return copy
+
+
+@pytest.fixture
+def start_script():
+    """Starts scripts in the background; kills any still running at the end."""
+    started = []
+
+    def start(script, *args):
+        running = RunningScript(script, *args)
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        running.kill()
+
+
+@pytest.fixture
+def http_server():
+    """A web server on 127.0.0.1 serving the bytes put in its `files` dict.
+
+    A path in `truncated` is announced in full but cut off half way, as a
+    dropped connection does. Yields an object with base_url, files, truncated.
+    """
+    server = ThreadingHTTPServer(('127.0.0.1', 0), _FileHandler)
+    server.files, server.truncated = {}, set()
+    server.base_url = 'http://127.0.0.1:%d' % server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+class _FileHandler(BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 (the name http.server calls)
+        body = self.server.files.get(self.path)
+        if body is None:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header('Content-Length', str(len(body)))
+        self.end_headers()
+        if self.path in self.server.truncated:
+            body = body[:len(body) // 2]
+        self.wfile.write(body)
+        self.close_connection = True
+
+    def log_message(self, *args):
+        pass

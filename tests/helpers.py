@@ -1,0 +1,191 @@
+"""Helpers for the tests: CIFAR-10 records in the exact binary format,
+learnable synthetic data, and running the scripts as a user does."""
+
+import os
+import queue
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE_DIR = Path(os.environ.get('CIFAR10_SAMPLE_DIR',
+                                 REPO.parent / 'shared' / 'cifar10-sample'))
+sys.path.insert(0, str(REPO))
+
+import cifar10  # noqa: E402  (after the path is set)
+import cifar10_eval  # noqa: E402  (also defines the evaluator's flags)
+import cifar10_train  # noqa: E402,F401  (defines the trainer's flags)
+
+cifar10.FLAGS.mark_as_parsed()
+
+# Ten colours that stay distinct after per-image standardization (which
+# removes brightness and contrast), so a class is learnable from its colour.
+CLASS_COLOURS = np.array([
+    [255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0], [255, 0, 255],
+    [0, 255, 255], [255, 128, 0], [128, 0, 255], [0, 128, 255], [128, 255, 0],
+], dtype=np.float64)
+
+SCRIPT_TIMEOUT_SECS = 240
+
+
+def write_records(path, labels, images):
+    """Writes CIFAR-10 records: a label byte, then the R, G and B planes.
+
+    Args:
+      path: the file to write.
+      labels: N ints in 0..9.
+      images: uint8 array [N, 32, 32, 3] (height, width, channel).
+    """
+    images = np.asarray(images, dtype=np.uint8)
+    with open(path, 'wb') as f:
+        for label, image in zip(labels, images, strict=True):
+            f.write(bytes([label]))
+            f.write(image.transpose(2, 0, 1).tobytes())
+
+
+def learnable_images(labels, rng, noise=40.0):
+    """Images whose colour says their class, plus noise.
+
+    Args:
+      labels: N ints in 0..9.
+      rng: a numpy Generator.
+      noise: standard deviation of the per-pixel noise.
+
+    Returns:
+      uint8 array [N, 32, 32, 3].
+    """
+    base = CLASS_COLOURS[np.asarray(labels)][:, None, None, :]
+    images = base + rng.normal(0.0, noise, size=(len(labels), 32, 32, 3))
+    return np.clip(images, 0, 255).astype(np.uint8)
+
+
+def make_data_dir(root, records_per_file=200, seed=0):
+    """Creates <root>/cifar-10-batches-bin/ with learnable synthetic data.
+
+    Args:
+      root: the --data_dir to create.
+      records_per_file: records in each of the six files.
+      seed: random seed.
+
+    Returns:
+      root, as a Path.
+    """
+    rng = np.random.default_rng(seed)
+    batches = Path(root) / cifar10.DATA_SUBDIR
+    batches.mkdir(parents=True)
+    for name in cifar10.cifar10_input.TRAIN_FILES + cifar10.cifar10_input.TEST_FILES:
+        labels = rng.integers(0, 10, size=records_per_file)
+        write_records(batches / name, labels, learnable_images(labels, rng))
+    return Path(root)
+
+
+def script_env():
+    """The environment the scripts run in: quiet TensorFlow, no proxy."""
+    env = dict(os.environ)
+    env.pop('TF_CPP_MIN_LOG_LEVEL', None)
+    env['PYTHONUNBUFFERED'] = '1'
+    env['CUDA_VISIBLE_DEVICES'] = ''
+    return env
+
+
+def run_script(script, *args, timeout=SCRIPT_TIMEOUT_SECS, env=None):
+    """Runs one of the scripts to completion, as a user does.
+
+    Args:
+      script: e.g. 'cifar10_train.py'.
+      *args: its command-line flags.
+      timeout: the deadline, in seconds.
+      env: the environment; default script_env().
+
+    Returns:
+      The subprocess.CompletedProcess, with text stdout and stderr.
+    """
+    return subprocess.run([sys.executable, str(REPO / script), *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout,
+                          env=env or script_env(), check=False)
+
+
+class RunningScript:
+    """A script started in the background whose output lines can be awaited."""
+
+    def __init__(self, script, *args):
+        self.proc = subprocess.Popen(
+            [sys.executable, str(REPO / script), *map(str, args)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env=script_env())
+        self.lines = []
+        self._pending = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self._pending.put(line)
+        self._pending.put(None)
+
+    def wait_for(self, pattern, timeout=SCRIPT_TIMEOUT_SECS):
+        """Waits for an output line matching pattern.
+
+        Returns:
+          The re.Match.
+
+        Raises:
+          AssertionError: if the deadline passes or the output ends first.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                line = self._pending.get(timeout=max(remaining, 0))
+            except queue.Empty:
+                raise AssertionError('no line matching %r within %ss; output:\n%s'
+                                     % (pattern, timeout, ''.join(self.lines))) from None
+            if line is None:
+                self._pending.put(None)
+                raise AssertionError('output ended without %r; output:\n%s'
+                                     % (pattern, ''.join(self.lines)))
+            self.lines.append(line)
+            match = re.search(pattern, line)
+            if match:
+                return match
+
+    def finish(self, timeout=SCRIPT_TIMEOUT_SECS):
+        """Waits for the script to exit and collects the rest of its output.
+
+        Returns:
+          (exit code, all output as one string).
+        """
+        returncode = self.proc.wait(timeout=timeout)
+        while (line := self._pending.get(timeout=timeout)) is not None:
+            self.lines.append(line)
+        self._pending.put(None)
+        return returncode, ''.join(self.lines)
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+# A short training run shared by the tests that only read its results:
+# 250 steps of batch 32 on the learnable synthetic data.
+TRAINED_RUN_FLAGS = dict(batch_size=32, max_steps=250, save_checkpoint_steps=100,
+                         log_frequency=10)
+
+
+def checkpoint_steps(train_dir):
+    """The global steps of the checkpoints the 'checkpoint' file lists."""
+    state = cifar10.tf.train.get_checkpoint_state(str(train_dir))
+    if not state:
+        return []
+    return [cifar10_eval.checkpoint_step(p) for p in state.all_model_checkpoint_paths]
+
+
+def logged_steps(output):
+    """(step, loss) pairs from the trainer's log lines."""
+    return [(int(m.group(1)), float(m.group(2)))
+            for m in re.finditer(r': step (\d+), loss = ([\d.naif]+) \(', output)]

@@ -1,0 +1,121 @@
+"""The evaluator: checkpoints, moving averages, counting and polling."""
+
+import shutil
+
+import numpy as np
+import pytest
+from absl.testing import flagsaver
+from helpers import run_script
+from tensorboard.backend.event_processing import event_accumulator
+
+import cifar10_eval
+from cifar10 import tf
+
+
+def eval_flags(data_dir, checkpoint_dir, eval_dir, **flags):
+    flags = {'batch_size': 64, **flags}
+    return ['--data_dir=%s' % data_dir, '--checkpoint_dir=%s' % checkpoint_dir,
+            '--eval_dir=%s' % eval_dir] + ['--%s=%s' % item for item in flags.items()]
+
+
+def publish_checkpoint(source_dir, target_dir, step):
+    """Copies model.ckpt-<step> into target_dir and makes it the latest, as
+    the trainer's Saver does (data first, then the 'checkpoint' file)."""
+    target_dir.mkdir(exist_ok=True)
+    for path in source_dir.glob('model.ckpt-%d.*' % step):
+        shutil.copy(path, target_dir)
+    state = tf.train.get_checkpoint_state(str(target_dir))
+    paths = list(state.all_model_checkpoint_paths) if state else []
+    latest = str(target_dir / ('model.ckpt-%d' % step))
+    tf.train.update_checkpoint_state(str(target_dir), latest, paths + [latest])
+
+
+def precision_events(eval_dir):
+    """The 'Precision @ 1' events in eval_dir, read with TensorBoard's reader."""
+    accumulator = event_accumulator.EventAccumulator(str(eval_dir))
+    accumulator.Reload()
+    if 'Precision @ 1' not in accumulator.Tags()['scalars']:
+        return []
+    return accumulator.Scalars('Precision @ 1')
+
+
+def test_run_once_without_a_checkpoint_says_so_and_exits_nonzero(synthetic_data_dir, tmp_path):
+    result = run_script('cifar10_eval.py', *eval_flags(
+        synthetic_data_dir, tmp_path / 'empty', tmp_path / 'eval', run_once=True))
+    assert result.returncode != 0
+    assert 'No checkpoint file found in %s' % (tmp_path / 'empty') in result.stderr
+
+
+def test_eval_restores_the_moving_averages_into_the_model(trained_run, synthetic_data_dir):
+    checkpoint = str(trained_run[0] / 'model.ckpt-250')
+    with flagsaver.flagsaver(data_dir=str(synthetic_data_dir)), tf.Graph().as_default():
+        _, saver = cifar10_eval.build_eval_graph(eval_data=True)
+        [weights] = [v for v in tf.global_variables() if v.op.name == 'local4/weights']
+        with tf.Session() as sess:
+            saver.restore(sess, checkpoint)
+            restored = sess.run(weights)
+    averaged = tf.train.load_variable(checkpoint, 'local4/weights/ExponentialMovingAverage')
+    raw = tf.train.load_variable(checkpoint, 'local4/weights')
+    np.testing.assert_array_equal(restored, averaged)
+    assert not np.allclose(restored, raw)
+
+
+def test_precision_counts_exactly_num_examples_not_the_padded_last_batch(tmp_path):
+    # Predictions arrive in order: 10 right, then 90 wrong, in batches of 10.
+    with flagsaver.flagsaver(batch_size=10), tf.Graph().as_default():
+        prediction = tf.train.input_producer(
+            tf.constant([True] * 10 + [False] * 90), shuffle=False).dequeue()
+        top_k_op = tf.train.batch([prediction], batch_size=10, num_threads=1)
+        step_variable = tf.Variable(0)
+        saver = tf.train.Saver([step_variable])
+        summary_op = tf.summary.merge([tf.summary.scalar('unused', 1.0)])
+        with tf.Session() as sess:
+            sess.run(step_variable.initializer)
+            checkpoint = saver.save(sess, str(tmp_path / 'model.ckpt'), global_step=7)
+        writer = tf.summary.FileWriter(str(tmp_path / 'eval'))
+        precision = cifar10_eval.eval_once(saver, writer, top_k_op, summary_op,
+                                           checkpoint, num_examples=25)
+        writer.close()
+    assert precision == pytest.approx(10 / 25)  # Padded counting gives 10 / 30.
+    [event] = precision_events(tmp_path / 'eval')
+    assert (event.step, event.value) == (7, pytest.approx(0.4))
+
+
+def test_eval_scores_each_new_checkpoint_once_while_polling(
+        trained_run, synthetic_data_dir, start_script, tmp_path):
+    checkpoint_dir = tmp_path / 'train'
+    publish_checkpoint(trained_run[0], checkpoint_dir, 100)
+    evaluator = start_script('cifar10_eval.py', *eval_flags(
+        synthetic_data_dir, checkpoint_dir, tmp_path / 'eval',
+        eval_interval_secs=1, timeout=4))
+    evaluator.wait_for(r'precision @ 1 = ')
+    publish_checkpoint(trained_run[0], checkpoint_dir, 200)
+    evaluator.wait_for(r'precision @ 1 = ')
+    returncode, output = evaluator.finish()
+
+    assert returncode == 0, output
+    assert output.count('precision @ 1 = ') == 2
+    assert 'No new checkpoint in %s for 4 seconds: stopping.' % checkpoint_dir in output
+    assert [event.step for event in precision_events(tmp_path / 'eval')] == [100, 200]
+
+
+def test_eval_survives_a_checkpoint_deleted_while_it_reads(
+        trained_run, synthetic_data_dir, start_script, tmp_path):
+    checkpoint_dir = tmp_path / 'train'
+    publish_checkpoint(trained_run[0], checkpoint_dir, 100)
+    publish_checkpoint(trained_run[0], checkpoint_dir, 200)
+    # The trainer's rotation removes a checkpoint's files one by one: caught
+    # half way, the index is still there but the data is gone.
+    for data_file in checkpoint_dir.glob('model.ckpt-200.data-*'):
+        data_file.unlink()
+    evaluator = start_script('cifar10_eval.py', *eval_flags(
+        synthetic_data_dir, checkpoint_dir, tmp_path / 'eval',
+        eval_interval_secs=1, timeout=4))
+    evaluator.wait_for(r'model\.ckpt-200 was deleted while being read .*; moving on to '
+                       r'the newest\.')
+    publish_checkpoint(trained_run[0], checkpoint_dir, 250)
+    evaluator.wait_for(r'precision @ 1 = ')
+    returncode, output = evaluator.finish()
+
+    assert returncode == 0, output
+    assert [event.step for event in precision_events(tmp_path / 'eval')] == [250]

@@ -1,0 +1,146 @@
+"""The binary reader and the input pipelines of cifar10_input.py."""
+
+import shutil
+
+import numpy as np
+import pytest
+from helpers import learnable_images, write_records
+
+import cifar10_input
+from cifar10_input import tf
+
+
+def read_records(filenames, count):
+    """Reads count records through read_cifar10, in file order."""
+    with tf.Graph().as_default():
+        filename_queue = tf.train.string_input_producer(
+            [str(f) for f in filenames], shuffle=False, num_epochs=1)
+        record = cifar10_input.read_cifar10(filename_queue)
+        with tf.Session() as sess:
+            sess.run(tf.local_variables_initializer())
+            coord = tf.train.Coordinator()
+            threads = tf.train.start_queue_runners(sess, coord)
+            results = [sess.run([record.label, record.uint8image]) for _ in range(count)]
+            coord.request_stop()
+            coord.join(threads)
+    return results, record
+
+
+def test_read_cifar10_decodes_label_and_pixels_in_height_width_channel_order(tmp_path):
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, size=(3, 32, 32, 3), dtype=np.uint8)
+    labels = [7, 0, 9]
+    write_records(tmp_path / 'batch.bin', labels, images)
+
+    results, record = read_records([tmp_path / 'batch.bin'], 3)
+
+    assert (record.height, record.width, record.depth) == (32, 32, 3)
+    for (label, image), want_label, want_image in zip(results, labels, images, strict=True):
+        assert label.tolist() == [want_label]
+        assert image.dtype == np.uint8
+        np.testing.assert_array_equal(image, want_image)
+
+
+def test_read_cifar10_decodes_the_known_first_records_of_the_real_sample(sample_data_dir):
+    batches = sample_data_dir / cifar10_input.DATA_SUBDIR
+    for name, want_label, want_red in [
+            ('data_batch_1.bin', 6, [59, 43, 50, 68, 98, 119]),
+            ('test_batch.bin', 3, [158, 159, 165, 166, 160, 156])]:
+        [(label, image)], _ = read_records([batches / name], 1)
+        assert label.tolist() == [want_label]
+        assert image[0, :6, 0].tolist() == want_red
+
+
+def test_real_sample_files_hold_whole_records(sample_data_dir):
+    batches = sample_data_dir / cifar10_input.DATA_SUBDIR
+    for eval_data in (False, True):
+        filenames = cifar10_input.data_filenames(eval_data, str(batches))
+        want = 1017 * len(filenames)
+        assert cifar10_input.check_data_files(filenames) == want
+
+
+def test_distorted_inputs_give_standardized_24x24_batches(synthetic_data_dir):
+    data_dir = str(synthetic_data_dir / cifar10_input.DATA_SUBDIR)
+    with tf.Graph().as_default():
+        images, labels = cifar10_input.distorted_inputs(data_dir, batch_size=16)
+        assert images.shape.as_list() == [16, 24, 24, 3]
+        with tf.Session() as sess:
+            coord = tf.train.Coordinator()
+            threads = tf.train.start_queue_runners(sess, coord)
+            image_batch, label_batch = sess.run([images, labels])
+            coord.request_stop()
+            coord.join(threads)
+    assert image_batch.dtype == np.float32
+    np.testing.assert_allclose(image_batch.mean(axis=(1, 2, 3)), 0, atol=1e-4)
+    np.testing.assert_allclose(image_batch.std(axis=(1, 2, 3)), 1, atol=1e-3)
+    assert label_batch.shape == (16,)
+    assert set(label_batch.tolist()) <= set(range(10))
+
+
+def test_inputs_read_each_record_exactly_once_with_a_short_last_batch(tmp_path):
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 10, size=37)
+    batches = tmp_path / cifar10_input.DATA_SUBDIR
+    batches.mkdir()
+    write_records(batches / 'test_batch.bin', labels, learnable_images(labels, rng))
+
+    with tf.Graph().as_default():
+        images, label_batch = cifar10_input.inputs(True, str(batches), batch_size=16)
+        seen_labels, batch_sizes = [], []
+        with tf.Session() as sess:
+            sess.run(tf.local_variables_initializer())
+            coord = tf.train.Coordinator()
+            threads = tf.train.start_queue_runners(sess, coord)
+            with pytest.raises(tf.errors.OutOfRangeError):
+                while True:
+                    image_batch, label_values = sess.run([images, label_batch])
+                    batch_sizes.append(len(image_batch))
+                    seen_labels.extend(label_values.tolist())
+            coord.request_stop()
+            coord.join(threads)
+
+    assert batch_sizes == [16, 16, 5]
+    assert sorted(seen_labels) == sorted(labels.tolist())
+    assert image_batch.shape[1:] == (24, 24, 3)
+
+
+@pytest.fixture
+def batches_dir(synthetic_data_dir, tmp_path):
+    """A writable copy of a complete cifar-10-batches-bin folder."""
+
+    copy = tmp_path / cifar10_input.DATA_SUBDIR
+    shutil.copytree(synthetic_data_dir / cifar10_input.DATA_SUBDIR, copy)
+    return copy
+
+
+def build_training_inputs(batches):
+    with tf.Graph().as_default():
+        cifar10_input.distorted_inputs(str(batches), batch_size=8)
+
+
+def test_missing_file_is_named_before_any_queue_is_built(batches_dir):
+    (batches_dir / 'data_batch_3.bin').unlink()
+    with pytest.raises(cifar10_input.DataError, match=r'data_batch_3\.bin not found'):
+        build_training_inputs(batches_dir)
+
+
+def test_truncated_file_is_named_with_its_size(batches_dir):
+    path = batches_dir / 'data_batch_2.bin'
+    path.write_bytes(path.read_bytes()[:5000])
+    with pytest.raises(cifar10_input.DataError,
+                       match=r'data_batch_2\.bin is 5000 bytes, not a positive multiple of '
+                             r'the 3073-byte'):
+        build_training_inputs(batches_dir)
+
+
+def test_empty_file_is_named_with_its_size(batches_dir):
+    (batches_dir / 'data_batch_5.bin').write_bytes(b'')
+    with pytest.raises(cifar10_input.DataError, match=r'data_batch_5\.bin is 0 bytes'):
+        build_training_inputs(batches_dir)
+
+
+def test_wrong_directory_says_what_data_dir_must_hold(tmp_path):
+    with pytest.raises(cifar10_input.DataError,
+                       match=r'data_batch_1\.bin not found: --data_dir .* must be the '
+                             r'folder that holds cifar-10-batches-bin/'):
+        build_training_inputs(tmp_path / 'nowhere' / cifar10_input.DATA_SUBDIR)

@@ -1,0 +1,159 @@
+"""The single-device trainer, run as a user runs it."""
+
+import os
+import re
+import signal
+
+import numpy as np
+import pytest
+from absl.testing import flagsaver
+from helpers import checkpoint_steps, logged_steps, run_script
+
+import cifar10
+import cifar10_train
+from cifar10 import tf
+
+LOG_LINE = re.compile(r'^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: step \d+, loss = \d+\.\d\d '
+                      r'\(\d+\.\d examples/sec; \d+\.\d{3} sec/batch\)$')
+
+
+def train_flags(data_dir, train_dir, **flags):
+    """Command-line flags for a short, small-batch run."""
+    flags = {'batch_size': 16, 'log_frequency': 5, **flags}
+    return ['--data_dir=%s' % data_dir, '--train_dir=%s' % train_dir] + [
+        '--%s=%s' % item for item in flags.items()]
+
+
+def test_trainer_logs_every_log_frequency_steps_in_the_original_format(trained_run):
+    _, result = trained_run
+    lines = result.stdout.splitlines()
+    assert lines[0] == ('Filling queue with 400 CIFAR images before starting to train. '
+                        'This will take a few minutes.')
+    log_lines = [line for line in lines if ': step ' in line]
+    assert all(LOG_LINE.match(line) for line in log_lines), log_lines
+    assert [step for step, _ in logged_steps(result.stdout)] == list(range(0, 250, 10))
+
+
+def test_trainer_output_is_free_of_tensorflow_chatter(trained_run):
+    _, result = trained_run
+    assert result.stderr == ''
+
+
+def test_checkpoints_every_save_checkpoint_steps_and_at_the_last_step(trained_run):
+    train_dir, _ = trained_run
+    assert checkpoint_steps(train_dir) == [100, 200, 250]
+    assert tf.train.latest_checkpoint(str(train_dir)).endswith('model.ckpt-250')
+
+
+def test_restart_resumes_from_the_latest_checkpoint_and_keeps_the_old_ones(
+        copy_train_dir, synthetic_data_dir):
+    result = run_script('cifar10_train.py', *train_flags(
+        synthetic_data_dir, copy_train_dir, max_steps=265))
+    assert result.returncode == 0, result.stderr
+    assert '/model.ckpt-250 at step 250.' in result.stdout
+    assert [step for step, _ in logged_steps(result.stdout)] == [250, 255, 260]
+    assert checkpoint_steps(copy_train_dir) == [100, 200, 250, 265]
+
+
+def test_restart_at_max_steps_trains_nothing(copy_train_dir, synthetic_data_dir):
+    result = run_script('cifar10_train.py', *train_flags(
+        synthetic_data_dir, copy_train_dir, max_steps=250))
+    assert result.returncode == 0, result.stderr
+    assert 'Step 250 already reaches --max_steps=250: nothing to train.' in result.stdout
+    assert checkpoint_steps(copy_train_dir) == [100, 200, 250]
+
+
+@pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGINT])
+def test_signal_saves_a_checkpoint_at_the_current_step(
+        signum, start_script, synthetic_data_dir, tmp_path):
+    trainer = start_script('cifar10_train.py', *train_flags(
+        synthetic_data_dir, tmp_path, save_checkpoint_steps=100000))
+    trainer.wait_for(r': step 20, ')
+    trainer.proc.send_signal(signum)
+    returncode, output = trainer.finish()
+    assert returncode == 0, output
+    stopped_at = int(re.search(r'Stopped by signal %d at step (\d+);' % signum,
+                               output).group(1))
+    assert stopped_at > 20
+    assert checkpoint_steps(tmp_path) == [stopped_at]
+
+
+def test_restart_after_sigterm_continues_from_the_saved_step(
+        start_script, synthetic_data_dir, tmp_path):
+    trainer = start_script('cifar10_train.py', *train_flags(
+        synthetic_data_dir, tmp_path, save_checkpoint_steps=100000))
+    trainer.wait_for(r': step 10, ')
+    trainer.proc.send_signal(signal.SIGTERM)
+    assert trainer.finish()[0] == 0
+    [stopped_at] = checkpoint_steps(tmp_path)
+
+    result = run_script('cifar10_train.py', *train_flags(
+        synthetic_data_dir, tmp_path, max_steps=stopped_at + 5))
+    assert result.returncode == 0, result.stderr
+    assert '/model.ckpt-%d at step %d.' % (stopped_at, stopped_at) in result.stdout
+    assert checkpoint_steps(tmp_path) == [stopped_at, stopped_at + 5]
+
+
+def test_sigkill_loses_only_the_steps_since_the_last_checkpoint(
+        start_script, synthetic_data_dir, tmp_path):
+    trainer = start_script('cifar10_train.py', *train_flags(
+        synthetic_data_dir, tmp_path, save_checkpoint_steps=3, log_frequency=1))
+    trainer.wait_for(r': step 40, ')
+    trainer.proc.kill()
+    trainer.proc.wait()
+    saved = checkpoint_steps(tmp_path)
+    assert saved and saved[-1] >= 39
+    for step in saved:  # Every checkpoint listed can be read back in full.
+        reader = tf.train.load_checkpoint(str(tmp_path / ('model.ckpt-%d' % step)))
+        for name in reader.get_variable_to_shape_map():
+            reader.get_tensor(name)
+
+    result = run_script('cifar10_train.py', *train_flags(
+        synthetic_data_dir, tmp_path, max_steps=saved[-1] + 3))
+    assert result.returncode == 0, result.stderr
+    assert '/model.ckpt-%d at step %d.' % (saved[-1], saved[-1]) in result.stdout
+
+
+def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
+    with flagsaver.flagsaver(train_dir=str(tmp_path), max_steps=100, batch_size=1,
+                             save_checkpoint_steps=5), tf.Graph().as_default():
+        global_step = tf.train.get_or_create_global_step()
+        weight = tf.get_variable('weight', initializer=1.0)
+        # The loss turns NaN at step 7, as a diverging model's does.
+        loss = tf.where(global_step >= 7, np.nan, tf.square(weight))
+        train_op = tf.train.GradientDescentOptimizer(0.1).minimize(loss, global_step)
+        with pytest.raises(FloatingPointError, match='loss is NaN at step 7; training '
+                                                     'stopped, and the last good checkpoint'):
+            cifar10_train.train_loop(train_op, loss, global_step)
+    assert checkpoint_steps(tmp_path) == [5]
+    assert np.isfinite(tf.train.load_variable(str(tmp_path / 'model.ckpt-5'), 'weight'))
+
+
+def test_truncated_data_fails_at_once_with_one_line_naming_the_file(
+        synthetic_data_dir, tmp_path):
+    data_dir = tmp_path / 'data'
+    batches = data_dir / cifar10.DATA_SUBDIR
+    batches.mkdir(parents=True)
+    for name in os.listdir(synthetic_data_dir / cifar10.DATA_SUBDIR):
+        data = (synthetic_data_dir / cifar10.DATA_SUBDIR / name).read_bytes()
+        (batches / name).write_bytes(data[:5000] if name == 'data_batch_2.bin' else data)
+
+    result = run_script('cifar10_train.py', *train_flags(data_dir, tmp_path / 'train'),
+                        timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.count('\n') == 1
+    assert 'data_batch_2.bin is 5000 bytes' in result.stderr
+    assert 'Filling queue' not in result.stdout
+
+
+def test_gpu_memory_grows_on_demand_by_default():
+    config = cifar10.session_config()
+    assert config.gpu_options.allow_growth
+    assert config.gpu_options.per_process_gpu_memory_fraction == 0
+
+
+def test_gpu_memory_fraction_flag_caps_the_memory_taken():
+    with flagsaver.flagsaver(gpu_memory_fraction=0.4):
+        config = cifar10.session_config()
+    assert not config.gpu_options.allow_growth
+    assert config.gpu_options.per_process_gpu_memory_fraction == pytest.approx(0.4)
