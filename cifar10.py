@@ -70,7 +70,7 @@ NUM_CLASSES = cifar10_input.NUM_CLASSES
 NUM_EXAMPLES_PER_EPOCH_FOR_TRAIN = cifar10_input.NUM_EXAMPLES_PER_EPOCH_FOR_TRAIN
 NUM_EXAMPLES_PER_EPOCH_FOR_EVAL = cifar10_input.NUM_EXAMPLES_PER_EPOCH_FOR_EVAL
 DATA_SUBDIR = cifar10_input.DATA_SUBDIR
-DataError = cifar10_input.DataError
+UserError = cifar10_input.UserError
 
 # Constants describing the training process.
 MOVING_AVERAGE_DECAY = 0.9999     # The decay to use for the moving average.
@@ -84,7 +84,7 @@ INITIAL_LEARNING_RATE = 0.1       # Initial learning rate.
 TOWER_NAME = 'tower'
 
 
-def session_config(log_device_placement=False):
+def session_config(log_device_placement=False, num_cpu_devices=1):
     """Session options shared by the scripts.
 
     GPU memory grows on demand (or is capped at --gpu_memory_fraction), so a
@@ -92,12 +92,14 @@ def session_config(log_device_placement=False):
 
     Args:
       log_device_placement: bool, log where each op runs.
+      num_cpu_devices: how many logical CPU devices (CPU:0..N-1) to create.
 
     Returns:
       A tf.ConfigProto.
     """
     config = tf.ConfigProto(allow_soft_placement=True,
-                            log_device_placement=log_device_placement)
+                            log_device_placement=log_device_placement,
+                            device_count={'CPU': num_cpu_devices})
     if FLAGS.gpu_memory_fraction:
         config.gpu_options.per_process_gpu_memory_fraction = FLAGS.gpu_memory_fraction
     else:
@@ -110,6 +112,8 @@ def run(main, *flag_modules):
 
     Makes --help list the shared flags of this module and of flag_modules
     beside the script's own, also when the script runs as a console script.
+    A UserError or a NaN loss ends the script with its message on one line
+    and exit status 1; a Ctrl-C that main does not handle, with status 130.
 
     Args:
       main: the script's main(argv) function.
@@ -119,10 +123,19 @@ def run(main, *flag_modules):
     for module in (script, sys.modules[__name__]) + flag_modules:
         for flag in FLAGS.get_key_flags_for_module(module):
             FLAGS.register_key_flag_for_module(sys.argv[0], flag)
-    tf.app.run(main)
+
+    def main_with_one_line_errors(argv):
+        try:
+            return main(argv)
+        except (UserError, FloatingPointError) as e:
+            sys.exit('%s: error: %s' % (os.path.basename(sys.argv[0]), e))
+        except KeyboardInterrupt:
+            sys.exit(130)
+
+    tf.app.run(main_with_one_line_errors)
 
 
-def _summary_tag(name):
+def strip_tower_prefix(name):
     """Removes the 'tower_N/' prefix, so that all towers share summary tags.
 
     Args:
@@ -169,7 +182,7 @@ def _activation_summary(x):
       x: Tensor, the output of a layer, named after its scope ('conv1/conv1').
     """
     # The layer's name is its scope: 'tower_0/conv1/conv1' -> 'conv1'.
-    layer_name = _summary_tag(x.op.name).rsplit('/', 1)[0]
+    layer_name = strip_tower_prefix(x.op.name).rsplit('/', 1)[0]
     _histogram_summary(layer_name + '/activations', x)
     _scalar_summary(layer_name + '/sparsity', tf.nn.zero_fraction(x))
 
@@ -226,7 +239,7 @@ def distorted_inputs():
       labels: Labels. 1D tensor of [batch_size] size.
 
     Raises:
-      DataError: if a training file is missing, empty or truncated.
+      UserError: if a training file is missing, empty or truncated.
     """
     data_dir = os.path.join(FLAGS.data_dir, DATA_SUBDIR)
     images, labels = cifar10_input.distorted_inputs(data_dir=data_dir,
@@ -247,7 +260,7 @@ def inputs(eval_data):
       labels: Labels. 1D tensor of [batch_size] size.
 
     Raises:
-      DataError: if a data file is missing, empty or truncated.
+      UserError: if a data file is missing, empty or truncated.
     """
     data_dir = os.path.join(FLAGS.data_dir, DATA_SUBDIR)
     images, labels = cifar10_input.inputs(eval_data=eval_data,
@@ -344,7 +357,7 @@ def inference(images):
     return softmax_linear
 
 
-def loss(logits, labels):
+def loss(logits, labels, scope=None):
     """Add L2Loss to all the trainable variables.
 
     Add summary for "Loss" and "Loss/avg".
@@ -353,6 +366,8 @@ def loss(logits, labels):
       logits: Logits from inference().
       labels: Labels from distorted_inputs or inputs(). 1-D tensor
               of shape [batch_size]
+      scope: sum only the losses created under this name scope (one tower's);
+        default all.
 
     Returns:
       Loss tensor of type float.
@@ -366,10 +381,10 @@ def loss(logits, labels):
 
     # The total loss is defined as the cross entropy loss plus all of the weight
     # decay terms (L2 loss).
-    return tf.add_n(tf.get_collection('losses'), name='total_loss')
+    return tf.add_n(tf.get_collection('losses', scope), name='total_loss')
 
 
-def _add_loss_summaries(total_loss):
+def add_loss_summaries(total_loss, losses=None):
     """Add summaries for losses in CIFAR-10 model.
 
     Generates moving average for all losses and associated summaries for
@@ -377,13 +392,15 @@ def _add_loss_summaries(total_loss):
 
     Args:
       total_loss: Total loss from loss().
+      losses: the losses it sums; default the 'losses' collection.
 
     Returns:
       loss_averages_op: op for generating moving averages of losses.
     """
     # Compute the moving average of all individual losses and the total loss.
     loss_averages = tf.train.ExponentialMovingAverage(0.9, name='avg')
-    losses = tf.get_collection('losses')
+    if losses is None:
+        losses = tf.get_collection('losses')
     loss_averages_op = loss_averages.apply(losses + [total_loss])
 
     # Attach a scalar summary to all individual losses and the total loss; do
@@ -391,31 +408,30 @@ def _add_loss_summaries(total_loss):
     for each_loss in losses + [total_loss]:
         # Name each loss as '(raw)' and name the moving average version of the
         # loss as the original loss name.
-        name = _summary_tag(each_loss.op.name)
+        name = strip_tower_prefix(each_loss.op.name)
         _scalar_summary(name + ' (raw)', each_loss)
         _scalar_summary(name, loss_averages.average(each_loss))
 
     return loss_averages_op
 
 
-def train(total_loss, global_step):
-    """Train CIFAR-10 model.
+def learning_rate(global_step, batches_per_step=1):
+    """The learning rate: decays tenfold every NUM_EPOCHS_PER_DECAY epochs.
 
-    Create an optimizer and apply to all trainable variables. Add moving
-    average for all trainable variables.
+    The schedule counts examples: a step that consumes several batches (one
+    per tower) reaches the decay that many times sooner in steps.
 
     Args:
-      total_loss: Total loss from loss().
-      global_step: Integer Variable counting the number of training steps
-        processed.
+      global_step: Integer Variable counting the number of training steps.
+      batches_per_step: batches of --batch_size one step consumes.
 
     Returns:
-      train_op: op for training; running it updates the weights and then
-        their moving averages.
+      The learning rate, a scalar Tensor with a 'learning_rate' summary.
     """
     # Variables that affect learning rate.
     num_batches_per_epoch = NUM_EXAMPLES_PER_EPOCH_FOR_TRAIN / FLAGS.batch_size
-    decay_steps = int(num_batches_per_epoch * NUM_EPOCHS_PER_DECAY)
+    decay_steps = int(num_batches_per_epoch * NUM_EPOCHS_PER_DECAY /
+                      batches_per_step)
 
     # Decay the learning rate exponentially based on the number of steps.
     lr = tf.train.exponential_decay(INITIAL_LEARNING_RATE,
@@ -424,15 +440,21 @@ def train(total_loss, global_step):
                                     LEARNING_RATE_DECAY_FACTOR,
                                     staircase=True)
     _scalar_summary('learning_rate', lr)
+    return lr
 
-    # Generate moving averages of all losses and associated summaries.
-    loss_averages_op = _add_loss_summaries(total_loss)
 
-    # Compute gradients.
-    with tf.control_dependencies([loss_averages_op]):
-        opt = tf.train.GradientDescentOptimizer(lr)
-        grads = opt.compute_gradients(total_loss)
+def apply_gradients(opt, grads, global_step):
+    """Applies the gradients, then updates the weights' moving averages.
 
+    Args:
+      opt: the optimizer.
+      grads: list of (gradient, variable) pairs.
+      global_step: Integer Variable, incremented by the step.
+
+    Returns:
+      train_op: op for training; running it updates the weights and then
+        their moving averages.
+    """
     # Apply gradients.
     apply_gradient_op = opt.apply_gradients(grads, global_step=global_step)
 
@@ -455,6 +477,34 @@ def train(total_loss, global_step):
     return variables_averages_op
 
 
+def train(total_loss, global_step):
+    """Train CIFAR-10 model.
+
+    Create an optimizer and apply to all trainable variables. Add moving
+    average for all trainable variables.
+
+    Args:
+      total_loss: Total loss from loss().
+      global_step: Integer Variable counting the number of training steps
+        processed.
+
+    Returns:
+      train_op: op for training; running it updates the weights and then
+        their moving averages.
+    """
+    lr = learning_rate(global_step)
+
+    # Generate moving averages of all losses and associated summaries.
+    loss_averages_op = add_loss_summaries(total_loss)
+
+    # Compute gradients.
+    with tf.control_dependencies([loss_averages_op]):
+        opt = tf.train.GradientDescentOptimizer(lr)
+        grads = opt.compute_gradients(total_loss)
+
+    return apply_gradients(opt, grads, global_step)
+
+
 def maybe_download_and_extract(data_dir=None, data_url=None, data_md5=None):
     """Download and extract the tarball from Alex's website, unless it is there.
 
@@ -469,7 +519,7 @@ def maybe_download_and_extract(data_dir=None, data_url=None, data_md5=None):
       data_md5: md5 the tarball must have, empty to skip (default --data_md5).
 
     Raises:
-      DataError: offline, HTTP error, interrupted download, md5 mismatch,
+      UserError: offline, HTTP error, interrupted download, md5 mismatch,
         unsafe or damaged tarball; the message says what to do.
     """
     data_dir = FLAGS.data_dir if data_dir is None else data_dir
@@ -478,7 +528,7 @@ def maybe_download_and_extract(data_dir=None, data_url=None, data_md5=None):
     if os.path.isdir(os.path.join(data_dir, DATA_SUBDIR)):
         return
     if os.path.exists(os.path.join(data_dir, cifar10_input.TRAIN_FILES[0])):
-        raise DataError('--data_dir=%s is itself a %s folder: pass the folder '
+        raise UserError('--data_dir=%s is itself a %s folder: pass the folder '
                         'that holds it, --data_dir=%s'
                         % (data_dir, DATA_SUBDIR, os.path.dirname(
                             os.path.abspath(data_dir))))
@@ -487,7 +537,7 @@ def maybe_download_and_extract(data_dir=None, data_url=None, data_md5=None):
     try:
         os.makedirs(data_dir, exist_ok=True)
     except OSError as e:
-        raise DataError('cannot create --data_dir=%s (%s): choose a folder '
+        raise UserError('cannot create --data_dir=%s (%s): choose a folder '
                         'you can write to' % (data_dir, e)) from e
     if os.path.exists(filepath):
         _check_md5(filepath, _file_md5(filepath), data_md5,
@@ -523,10 +573,10 @@ def _check_md5(path, actual_md5, expected_md5, advice):
       advice: what the user should do, for the message.
 
     Raises:
-      DataError: on a mismatch.
+      UserError: on a mismatch.
     """
     if expected_md5 and actual_md5 != expected_md5:
-        raise DataError('%s has md5 %s, not the expected %s: %s, or pass '
+        raise UserError('%s has md5 %s, not the expected %s: %s, or pass '
                         '--data_md5= for a tarball other than the official one'
                         % (path, actual_md5, expected_md5, advice))
 
@@ -540,10 +590,10 @@ def _offline_error(data_url, filepath, reason):
       reason: what went wrong.
 
     Returns:
-      A DataError that says where to put the data instead.
+      A UserError that says where to put the data instead.
     """
     data_dir = os.path.dirname(filepath)
-    return DataError('cannot download %s (%s): check the connection, or put '
+    return UserError('cannot download %s (%s): check the connection, or put '
                      '%s in %s, or its extracted %s/ folder there, and run again'
                      % (data_url, reason, os.path.basename(filepath), data_dir,
                         DATA_SUBDIR))
@@ -558,7 +608,7 @@ def _download(data_url, filepath, data_md5):
       data_md5: md5 the download must have; empty to skip the check.
 
     Raises:
-      DataError: offline, HTTP error, interrupted transfer or md5 mismatch; no
+      UserError: offline, HTTP error, interrupted transfer or md5 mismatch; no
         file is left at filepath.
     """
     filename = os.path.basename(filepath)
@@ -616,15 +666,15 @@ def _check_tar_member(member, tarball):
       tarball: the tarball's path, for the message.
 
     Raises:
-      DataError: for an absolute path, a '..' component, a link or a device.
+      UserError: for an absolute path, a '..' component, a link or a device.
     """
     path = pathlib.PurePosixPath(member.name)
     if path.is_absolute() or '..' in path.parts:
-        raise DataError('refusing to extract %s: member %r has an absolute path '
+        raise UserError('refusing to extract %s: member %r has an absolute path '
                         'or "..": delete the tarball and download the official '
                         'one' % (tarball, member.name))
     if not (member.isfile() or member.isdir()):
-        raise DataError('refusing to extract %s: member %r is a link or device, '
+        raise UserError('refusing to extract %s: member %r is a link or device, '
                         'not a plain file: delete the tarball and download the '
                         'official one' % (tarball, member.name))
 
@@ -641,7 +691,7 @@ def _extract(tarball, data_dir):
       data_dir: the folder to extract into.
 
     Raises:
-      DataError: unsafe member, damaged tarball, or no cifar-10-batches-bin/.
+      UserError: unsafe member, damaged tarball, or no cifar-10-batches-bin/.
     """
     staging_dir = tempfile.mkdtemp(prefix='.extracting-', dir=data_dir)
     try:
@@ -653,7 +703,7 @@ def _extract(tarball, data_dir):
             tar.extractall(staging_dir, members=members, **safety_filter)
         extracted_dir = os.path.join(staging_dir, DATA_SUBDIR)
         if not os.path.isdir(extracted_dir):
-            raise DataError('%s holds no %s/ folder: it is not the CIFAR-10 '
+            raise UserError('%s holds no %s/ folder: it is not the CIFAR-10 '
                             'binary release' % (tarball, DATA_SUBDIR))
         try:
             os.replace(extracted_dir, os.path.join(data_dir, DATA_SUBDIR))
@@ -662,7 +712,7 @@ def _extract(tarball, data_dir):
             if not os.path.isdir(os.path.join(data_dir, DATA_SUBDIR)):
                 raise
     except (tarfile.TarError, EOFError, OSError) as e:
-        raise DataError('cannot extract %s (%s): delete it and download again'
+        raise UserError('cannot extract %s (%s): delete it and download again'
                         % (tarball, e)) from e
     finally:
         shutil.rmtree(staging_dir, ignore_errors=True)

@@ -24,7 +24,6 @@ the weights, writing 'Precision @ 1' to --eval_dir for TensorBoard.
 
 import math
 import os
-import sys
 import time
 from datetime import datetime
 
@@ -183,7 +182,7 @@ def evaluate():
         while True:
             checkpoint_path = tf.train.latest_checkpoint(FLAGS.checkpoint_dir)
             if checkpoint_path is None and FLAGS.run_once:
-                raise cifar10.DataError('No checkpoint file found in %s'
+                raise cifar10.UserError('No checkpoint file found in %s'
                                         % FLAGS.checkpoint_dir)
             if checkpoint_path is None and not said_waiting:
                 said_waiting = True
@@ -211,13 +210,8 @@ def evaluate():
 
 
 def main(argv=None):  # pylint: disable=unused-argument
-    try:
-        cifar10.maybe_download_and_extract()
-        evaluate()
-    except cifar10.DataError as e:
-        sys.exit('%s: error: %s' % (os.path.basename(sys.argv[0]), e))
-    except KeyboardInterrupt:
-        sys.exit(130)
+    cifar10.maybe_download_and_extract()
+    evaluate()
 
 
 def run():

@@ -88,8 +88,12 @@ MIN_FRACTION_OF_EXAMPLES_IN_QUEUE = 0.4
 NUM_PREPROCESS_THREADS = 16
 
 
-class DataError(Exception):
-    """The CIFAR-10 data is missing, damaged or refused; the message says what to do."""
+class UserError(Exception):
+    """A problem the user must fix (data, download, checkpoint, devices).
+
+    The scripts print its message, which says what to do, as one line and exit
+    non-zero.
+    """
 
 
 def check_data_files(filenames):
@@ -102,19 +106,19 @@ def check_data_files(filenames):
       The total number of records in the files.
 
     Raises:
-      DataError: naming the first bad file, its size and what to do.
+      UserError: naming the first bad file, its size and what to do.
     """
     total_records = 0
     for filename in filenames:
         if not tf.gfile.Exists(filename):
             data_dir = os.path.dirname(os.path.dirname(filename))
-            raise DataError(
+            raise UserError(
                 'data file %s not found: --data_dir (now %s) must be the folder '
                 'that holds %s/; download the data, or see "Training offline" '
                 'in the README' % (filename, data_dir, DATA_SUBDIR))
         size = tf.gfile.Stat(filename).length
         if size == 0 or size % RECORD_BYTES:
-            raise DataError(
+            raise UserError(
                 'data file %s is %d bytes, not a positive multiple of the %d-byte '
                 'CIFAR-10 record: it is empty or truncated; delete %s and '
                 'extract or download the data again'
@@ -228,7 +232,7 @@ def distorted_inputs(data_dir, batch_size):
       labels: Labels. 1D tensor of [batch_size] size.
 
     Raises:
-      DataError: if a training file is missing, empty or truncated.
+      UserError: if a training file is missing, empty or truncated.
     """
     filenames = data_filenames(False, data_dir)
     num_records = check_data_files(filenames)
@@ -300,7 +304,7 @@ def inputs(eval_data, data_dir, batch_size):
       labels: Labels. 1D tensor of [batch_size] size.
 
     Raises:
-      DataError: if a file is missing, empty or truncated.
+      UserError: if a file is missing, empty or truncated.
     """
     filenames = data_filenames(eval_data, data_dir)
     num_records = check_data_files(filenames)

@@ -27,7 +27,6 @@ at the current step and exits.
 import contextlib
 import os
 import signal
-import sys
 import time
 from datetime import datetime
 
@@ -96,14 +95,14 @@ def restore_or_initialize(sess, saver, global_step, checkpoint_dir):
       The global step to continue from.
 
     Raises:
-      DataError: if the latest checkpoint does not fit this model.
+      UserError: if the latest checkpoint does not fit this model.
     """
     state = tf.train.get_checkpoint_state(checkpoint_dir)
     if state and state.model_checkpoint_path:
         try:
             saver.restore(sess, state.model_checkpoint_path)
         except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError) as e:
-            raise cifar10.DataError(
+            raise cifar10.UserError(
                 'cannot resume from %s, it does not fit this model (%s): use '
                 'another --train_dir' % (state.model_checkpoint_path,
                                          e.message.splitlines()[0])) from e
@@ -119,7 +118,8 @@ def restore_or_initialize(sess, saver, global_step, checkpoint_dir):
     return step
 
 
-def train_loop(train_op, loss, global_step, num_towers=1, summary_op=None):
+def train_loop(train_op, loss, global_step, num_towers=1, summary_op=None,
+               config=None):
     """Runs train_op until --max_steps, checkpointing along the way.
 
     Resumes from the latest checkpoint in --train_dir. Logs every
@@ -134,10 +134,11 @@ def train_loop(train_op, loss, global_step, num_towers=1, summary_op=None):
       global_step: the global step variable.
       num_towers: batches consumed per step (one per tower).
       summary_op: the summaries to write; default all of the graph's.
+      config: the session's tf.ConfigProto; default cifar10.session_config().
 
     Raises:
       FloatingPointError: if the loss becomes NaN.
-      DataError: if the latest checkpoint does not fit this model.
+      UserError: if the latest checkpoint does not fit this model.
     """
     tf.gfile.MakeDirs(FLAGS.train_dir)
     checkpoint_path = os.path.join(FLAGS.train_dir, CHECKPOINT_BASENAME)
@@ -145,7 +146,8 @@ def train_loop(train_op, loss, global_step, num_towers=1, summary_op=None):
                            save_relative_paths=True)
     if summary_op is None:
         summary_op = tf.summary.merge_all()
-    config = cifar10.session_config(FLAGS.log_device_placement)
+    if config is None:
+        config = cifar10.session_config(FLAGS.log_device_placement)
 
     with tf.Session(config=config) as sess, _graceful_stop() as stop_signals:
         step = restore_or_initialize(sess, saver, global_step, FLAGS.train_dir)
@@ -229,11 +231,8 @@ def train():
 
 
 def main(argv=None):  # pylint: disable=unused-argument
-    try:
-        cifar10.maybe_download_and_extract()
-        train()
-    except (cifar10.DataError, FloatingPointError) as e:
-        sys.exit('%s: error: %s' % (os.path.basename(sys.argv[0]), e))
+    cifar10.maybe_download_and_extract()
+    train()
 
 
 def run():

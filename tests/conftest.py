@@ -6,7 +6,15 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from helpers import SAMPLE_DIR, TRAINED_RUN_FLAGS, RunningScript, cifar10, make_data_dir, run_script
+from helpers import (
+    MULTI_TOWER_FLAGS,
+    SAMPLE_DIR,
+    TRAINED_RUN_FLAGS,
+    RunningScript,
+    cifar10,
+    make_data_dir,
+    run_script,
+)
 
 
 @pytest.fixture(scope='session')
@@ -23,6 +31,14 @@ def sample_data_dir():
     return SAMPLE_DIR
 
 
+def _train_once(tmp_path_factory, script, data_dir, flags):
+    train_dir = tmp_path_factory.mktemp('trained') / 'train'
+    result = run_script(script, '--data_dir=%s' % data_dir, '--train_dir=%s' % train_dir,
+                        *['--%s=%s' % item for item in flags.items()])
+    assert result.returncode == 0, result.stderr
+    return train_dir, result
+
+
 @pytest.fixture(scope='session')
 def trained_run(tmp_path_factory, synthetic_data_dir):
     """Trains once on the synthetic data (TRAINED_RUN_FLAGS).
@@ -31,12 +47,19 @@ def trained_run(tmp_path_factory, synthetic_data_dir):
       (train_dir, the CompletedProcess). Tests must not write into train_dir:
       copy it with copy_train_dir.
     """
-    train_dir = tmp_path_factory.mktemp('trained') / 'train'
-    flags = ['--%s=%s' % item for item in TRAINED_RUN_FLAGS.items()]
-    result = run_script('cifar10_train.py', '--data_dir=%s' % synthetic_data_dir,
-                        '--train_dir=%s' % train_dir, *flags)
-    assert result.returncode == 0, result.stderr
-    return train_dir, result
+    return _train_once(tmp_path_factory, 'cifar10_train.py', synthetic_data_dir,
+                       TRAINED_RUN_FLAGS)
+
+
+@pytest.fixture(scope='session')
+def multi_tower_run(tmp_path_factory, synthetic_data_dir):
+    """Trains once with two towers on logical CPU devices (MULTI_TOWER_FLAGS).
+
+    Returns:
+      (train_dir, the CompletedProcess); do not write into train_dir.
+    """
+    return _train_once(tmp_path_factory, 'cifar10_multi_gpu_train.py', synthetic_data_dir,
+                       MULTI_TOWER_FLAGS)
 
 
 @pytest.fixture

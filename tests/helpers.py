@@ -177,6 +177,10 @@ TRAINED_RUN_FLAGS = dict(batch_size=32, max_steps=250, save_checkpoint_steps=100
                          log_frequency=10)
 
 
+# The same with two towers on logical CPU devices: 64 examples a step.
+MULTI_TOWER_FLAGS = dict(TRAINED_RUN_FLAGS, device_type='cpu', num_gpus=2, max_steps=200)
+
+
 def checkpoint_steps(train_dir):
     """The global steps of the checkpoints the 'checkpoint' file lists."""
     state = cifar10.tf.train.get_checkpoint_state(str(train_dir))

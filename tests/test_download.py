@@ -94,7 +94,7 @@ def test_no_download_when_the_tarball_is_there(dead_url, tarball, tmp_path):
 def test_a_broken_tarball_left_by_an_earlier_download_is_refused(dead_url, tarball, tmp_path):
     data, md5 = tarball
     (tmp_path / TARBALL).write_bytes(data[:len(data) // 2])
-    with pytest.raises(cifar10.DataError, match=r'not the expected %s: it may be a partial '
+    with pytest.raises(cifar10.UserError, match=r'not the expected %s: it may be a partial '
                                                 r'or foreign file: delete it' % md5):
         cifar10.maybe_download_and_extract(str(tmp_path), dead_url, md5)
     assert not (tmp_path / cifar10.DATA_SUBDIR).exists()
@@ -105,7 +105,7 @@ def test_interrupted_transfer_leaves_no_finished_looking_file(http_server, tarba
     http_server.files['/' + TARBALL] = data
     http_server.truncated.add('/' + TARBALL)
     data_dir = tmp_path / 'data'
-    with pytest.raises(cifar10.DataError, match=r'interrupted after \d+ of %d bytes' % len(data)):
+    with pytest.raises(cifar10.UserError, match=r'interrupted after \d+ of %d bytes' % len(data)):
         cifar10.maybe_download_and_extract(str(data_dir), http_server.base_url + '/' + TARBALL,
                                            md5)
     assert list(data_dir.iterdir()) == []
@@ -115,7 +115,7 @@ def test_md5_mismatch_is_refused_and_the_download_removed(http_server, tarball, 
     data, md5 = tarball
     http_server.files['/' + TARBALL] = data
     data_dir = tmp_path / 'data'
-    with pytest.raises(cifar10.DataError, match=r'has md5 %s, not the expected %s' % (
+    with pytest.raises(cifar10.UserError, match=r'has md5 %s, not the expected %s' % (
             md5, cifar10.DATA_MD5)):
         cifar10.maybe_download_and_extract(str(data_dir), http_server.base_url + '/' + TARBALL,
                                            cifar10.DATA_MD5)
@@ -146,7 +146,7 @@ def test_unsafe_tar_members_are_refused_and_nothing_is_written(kind, dead_url, t
     data_dir.mkdir(parents=True)
     build_tarball(data_dir / TARBALL, unsafe_members(outside)[kind])
 
-    with pytest.raises(cifar10.DataError, match=r'refusing to extract .*%s: member' % TARBALL):
+    with pytest.raises(cifar10.UserError, match=r'refusing to extract .*%s: member' % TARBALL):
         cifar10.maybe_download_and_extract(str(data_dir), dead_url, '')
     assert [p.name for p in data_dir.iterdir()] == [TARBALL]
     assert list(outside.iterdir()) == []
@@ -154,7 +154,7 @@ def test_unsafe_tar_members_are_refused_and_nothing_is_written(kind, dead_url, t
 
 
 def test_server_down_gives_the_offline_message(dead_url, tmp_path):
-    with pytest.raises(cifar10.DataError, match=r'cannot download %s \(.*\): check the '
+    with pytest.raises(cifar10.UserError, match=r'cannot download %s \(.*\): check the '
                                                 r'connection, or put %s in %s, or its '
                                                 r'extracted cifar-10-batches-bin/ folder there'
                                                 % (re.escape(dead_url), TARBALL, tmp_path)):
@@ -163,7 +163,7 @@ def test_server_down_gives_the_offline_message(dead_url, tmp_path):
 
 
 def test_http_error_gives_the_offline_message(http_server, tmp_path):
-    with pytest.raises(cifar10.DataError, match=r'cannot download .*HTTP Error 404'):
+    with pytest.raises(cifar10.UserError, match=r'cannot download .*HTTP Error 404'):
         cifar10.maybe_download_and_extract(str(tmp_path), http_server.base_url + '/' + TARBALL,
                                            '')
     assert list(tmp_path.iterdir()) == []
@@ -171,7 +171,7 @@ def test_http_error_gives_the_offline_message(http_server, tmp_path):
 
 def test_data_dir_inside_the_batches_folder_names_the_right_one(synthetic_data_dir, dead_url):
     batches = synthetic_data_dir / cifar10.DATA_SUBDIR
-    with pytest.raises(cifar10.DataError, match=r'is itself a cifar-10-batches-bin folder: pass '
+    with pytest.raises(cifar10.UserError, match=r'is itself a cifar-10-batches-bin folder: pass '
                                                 r'the folder that holds it, --data_dir=%s$'
                                                 % synthetic_data_dir):
         cifar10.maybe_download_and_extract(str(batches), dead_url, '')

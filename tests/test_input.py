@@ -120,14 +120,14 @@ def build_training_inputs(batches):
 
 def test_missing_file_is_named_before_any_queue_is_built(batches_dir):
     (batches_dir / 'data_batch_3.bin').unlink()
-    with pytest.raises(cifar10_input.DataError, match=r'data_batch_3\.bin not found'):
+    with pytest.raises(cifar10_input.UserError, match=r'data_batch_3\.bin not found'):
         build_training_inputs(batches_dir)
 
 
 def test_truncated_file_is_named_with_its_size(batches_dir):
     path = batches_dir / 'data_batch_2.bin'
     path.write_bytes(path.read_bytes()[:5000])
-    with pytest.raises(cifar10_input.DataError,
+    with pytest.raises(cifar10_input.UserError,
                        match=r'data_batch_2\.bin is 5000 bytes, not a positive multiple of '
                              r'the 3073-byte'):
         build_training_inputs(batches_dir)
@@ -135,12 +135,12 @@ def test_truncated_file_is_named_with_its_size(batches_dir):
 
 def test_empty_file_is_named_with_its_size(batches_dir):
     (batches_dir / 'data_batch_5.bin').write_bytes(b'')
-    with pytest.raises(cifar10_input.DataError, match=r'data_batch_5\.bin is 0 bytes'):
+    with pytest.raises(cifar10_input.UserError, match=r'data_batch_5\.bin is 0 bytes'):
         build_training_inputs(batches_dir)
 
 
 def test_wrong_directory_says_what_data_dir_must_hold(tmp_path):
-    with pytest.raises(cifar10_input.DataError,
+    with pytest.raises(cifar10_input.UserError,
                        match=r'data_batch_1\.bin not found: --data_dir .* must be the '
                              r'folder that holds cifar-10-batches-bin/'):
         build_training_inputs(tmp_path / 'nowhere' / cifar10_input.DATA_SUBDIR)

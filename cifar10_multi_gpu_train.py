@@ -1,0 +1,258 @@
+"""A binary to train CIFAR-10 using multiple GPUs with synchronous updates.
+
+Accuracy:
+cifar10_multi_gpu_train.py achieves ~86% accuracy after 100K steps (256
+epochs of data) as judged by cifar10_eval.py.
+
+Speed: With batch_size 128.
+
+System        | Step Time (sec/batch)  |     Accuracy
+--------------------------------------------------------------------
+1 Tesla K20m  | 0.35-0.60              | ~86% at 60K steps  (5 hours)
+1 Tesla K40m  | 0.25-0.35              | ~86% at 100K steps (4 hours)
+2 Tesla K20m  | 0.13-0.20              | ~84% at 30K steps  (2.5 hours)
+3 Tesla K20m  | 0.13-0.18              | ~84% at 30K steps
+4 Tesla K20m  | ~0.10                  | ~84% at 30K steps
+
+Usage:
+Please see the tutorial and website for how to download the CIFAR-10
+data set, compile the program and train the model.
+
+http://tensorflow.org/tutorials/deep_cnn/
+
+  python cifar10_multi_gpu_train.py --num_gpus=2
+
+One tower per device, each on its own batch from one shared input pipeline;
+the towers' gradients are averaged on the CPU and applied once per step, so a
+step consumes --num_gpus batches. Without GPUs, --device_type=cpu places the
+towers on that many logical CPU devices. Checkpoints, resume, Ctrl-C and the
+log line are those of cifar10_train.py, whose flags this script shares, and
+cifar10_eval.py evaluates its checkpoints unchanged.
+"""
+
+
+import cifar10
+import cifar10_train
+from cifar10_input import tf
+
+FLAGS = tf.app.flags.FLAGS
+
+tf.app.flags.DEFINE_integer('num_gpus', 1,
+                            """How many GPUs to use (one tower each).""",
+                            lower_bound=1)
+tf.app.flags.DEFINE_enum('device_type', 'gpu', ['gpu', 'cpu'],
+                         """Place the towers on GPUs, or on logical CPU
+                         devices (to run without GPUs).""")
+
+# The original multi-GPU script trained ten times longer by default.
+MAX_STEPS_DEFAULT = 1000000
+
+
+def prefetch_queue(tensors, capacity):
+    """Queues whole batches, so that each tower dequeues its own.
+
+    A FIFOQueue filled by its own QueueRunner, as tf.contrib.slim's
+    prefetch_queue was.
+
+    Args:
+      tensors: the batch tensors (images, labels).
+      capacity: how many batches the queue holds.
+
+    Returns:
+      The queue; dequeue() gives one batch.
+    """
+    queue = tf.FIFOQueue(capacity, dtypes=[t.dtype for t in tensors],
+                         shapes=[t.shape for t in tensors], name='batch_queue')
+    tf.train.add_queue_runner(tf.train.QueueRunner(queue, [queue.enqueue(tensors)]))
+    tf.summary.scalar('batch_queue/fraction_of_%d_full' % capacity,
+                      tf.cast(queue.size(), tf.float32) / capacity)
+    return queue
+
+
+def tower_loss(scope, images, labels):
+    """Calculate the total loss on a single tower running the CIFAR model.
+
+    Args:
+      scope: unique prefix string identifying the CIFAR tower, e.g. 'tower_0'
+      images: Images. 4D tensor of shape [batch_size, height, width, 3].
+      labels: Labels. 1D tensor of shape [batch_size].
+
+    Returns:
+       Tensor of shape [] containing the total loss for a batch of data
+    """
+    # Build inference Graph.
+    logits = cifar10.inference(images)
+
+    # Build the portion of the Graph calculating the losses. Only this tower's
+    # losses are summed, although the 'losses' collection holds every tower's.
+    return cifar10.loss(logits, labels, scope)
+
+
+def average_gradients(tower_grads):
+    """Calculate the average gradient for each shared variable across all towers.
+
+    Note that this function provides a synchronization point across all towers.
+
+    Args:
+      tower_grads: List of lists of (gradient, variable) tuples. The outer list
+        is over towers. The inner list is over individual gradients.
+
+    Returns:
+       List of pairs of (gradient, variable) where the gradient has been
+       averaged across all towers.
+    """
+    average_grads = []
+    for grad_and_vars in zip(*tower_grads, strict=True):
+        # Note that each grad_and_vars looks like the following:
+        #   ((grad0_gpu0, var0_gpu0), ... , (grad0_gpuN, var0_gpuN))
+        grads = [tf.expand_dims(grad, 0) for grad, _ in grad_and_vars]
+        grad = tf.reduce_mean(tf.concat(grads, 0), 0)
+
+        # Keep in mind that the Variables are redundant because they are shared
+        # across towers. So .. we will just return the first tower's pointer to
+        # the Variable.
+        average_grads.append((grad, grad_and_vars[0][1]))
+    return average_grads
+
+
+def _mean_over_towers(tower_tensors):
+    """Averages one loss over the towers, named as the single-device trainer
+    names it ('tower_1/cross_entropy' -> 'cross_entropy'), so that the loss
+    summaries and their moving-average variables match it.
+
+    Args:
+      tower_tensors: the same scalar loss from each tower.
+
+    Returns:
+      Their mean.
+    """
+    name = cifar10.strip_tower_prefix(tower_tensors[0].op.name)
+    return tf.reduce_mean(tf.stack(tower_tensors), name=name)
+
+
+def build_training(global_step, next_batch, devices):
+    """Builds the towers, the averaged update and the summaries.
+
+    Variables live on the CPU and are shared by every tower; each tower sums
+    only its own losses; the averaged gradients are applied once, then the
+    moving averages of the weights are updated.
+
+    Args:
+      global_step: the global step variable.
+      next_batch: function returning (images, labels) for one tower.
+      devices: one device name per tower.
+
+    Returns:
+      train_op: runs one synchronous step of all towers.
+      total_loss: the towers' mean total loss.
+      summary_op: the summaries of the last tower and of the update.
+    """
+    # The schedule counts examples: each step consumes one batch per tower.
+    opt = tf.train.GradientDescentOptimizer(
+        cifar10.learning_rate(global_step, batches_per_step=len(devices)))
+
+    tower_grads, tower_losses, tower_totals = [], [], []
+    with tf.variable_scope(tf.get_variable_scope()):
+        for i, device in enumerate(devices):
+            with tf.device(device):
+                with tf.name_scope('%s_%d' % (cifar10.TOWER_NAME, i)) as scope:
+                    images, labels = next_batch()
+
+                    # Calculate the loss for one tower of the CIFAR model.
+                    # This function constructs the entire CIFAR model but
+                    # shares the variables across all towers.
+                    tower_totals.append(tower_loss(scope, images, labels))
+                    tower_losses.append(tf.get_collection('losses', scope))
+
+                    # Reuse variables for the next tower.
+                    tf.get_variable_scope().reuse_variables()
+
+                    # Calculate the gradients for the batch of data on this
+                    # CIFAR tower.
+                    tower_grads.append(opt.compute_gradients(tower_totals[-1]))
+
+    # The losses of the whole step, with their moving averages and summaries.
+    losses = [_mean_over_towers(list(each)) for each in zip(*tower_losses, strict=True)]
+    total_loss = _mean_over_towers(tower_totals)
+    loss_averages_op = cifar10.add_loss_summaries(total_loss, losses)
+
+    # We must calculate the mean of each gradient. Note that this is the
+    # synchronization point across all towers.
+    grads = average_gradients(tower_grads)
+    train_op = tf.group(cifar10.apply_gradients(opt, grads, global_step),
+                        loss_averages_op)
+
+    # Retain the summaries from the final tower, and those outside the towers.
+    other_towers = tuple('%s_%d/' % (cifar10.TOWER_NAME, i)
+                         for i in range(len(devices) - 1))
+    summary_op = tf.summary.merge(
+        [summary for summary in tf.get_collection(tf.GraphKeys.SUMMARIES)
+         if not summary.op.name.startswith(other_towers)])
+    return train_op, total_loss, summary_op
+
+
+def tower_devices(config, num_towers, device_type):
+    """Names the devices for the towers, checking that the session has them.
+
+    Args:
+      config: the session's tf.ConfigProto.
+      num_towers: how many towers.
+      device_type: 'gpu' or 'cpu'.
+
+    Returns:
+      num_towers device names.
+
+    Raises:
+      UserError: if there are fewer devices than towers.
+    """
+    with tf.Graph().as_default(), tf.Session(config=config) as sess:
+        present = [device.name for device in sess.list_devices()
+                   if device.device_type == device_type.upper()]
+    if len(present) < num_towers:
+        raise cifar10.UserError(
+            '--num_gpus=%d asks for %d towers, but this machine has %d %s '
+            'device(s): lower --num_gpus, or pass --device_type=cpu to run the '
+            'towers on CPU devices' % (num_towers, num_towers, len(present),
+                                       device_type.upper()))
+    return ['/%s:%d' % (device_type, i) for i in range(num_towers)]
+
+
+def train(config, devices):
+    """Train CIFAR-10 for a number of steps.
+
+    Args:
+      config: the session's tf.ConfigProto.
+      devices: one device name per tower, from tower_devices().
+    """
+    with tf.Graph().as_default(), tf.device('/cpu:0'):
+        global_step = tf.train.get_or_create_global_step()
+
+        # One input pipeline for all towers, feeding a queue of whole batches.
+        images, labels = cifar10.distorted_inputs()
+        batch_queue = prefetch_queue([images, labels], capacity=2 * len(devices))
+
+        train_op, total_loss, summary_op = build_training(
+            global_step, batch_queue.dequeue, devices)
+        cifar10_train.train_loop(train_op, total_loss, global_step,
+                                 num_towers=len(devices), summary_op=summary_op,
+                                 config=config)
+
+
+def main(argv=None):  # pylint: disable=unused-argument
+    # Check the devices first: a missing GPU should not wait for a download.
+    config = cifar10.session_config(
+        FLAGS.log_device_placement,
+        num_cpu_devices=FLAGS.num_gpus if FLAGS.device_type == 'cpu' else 1)
+    devices = tower_devices(config, FLAGS.num_gpus, FLAGS.device_type)
+    cifar10.maybe_download_and_extract()
+    train(config, devices)
+
+
+def run():
+    """Console-script entry point: parses the flags and trains."""
+    FLAGS.set_default('max_steps', MAX_STEPS_DEFAULT)
+    cifar10.run(main, cifar10_train)
+
+
+if __name__ == '__main__':
+    run()
