@@ -86,6 +86,11 @@ TEST_FILES = ['test_batch.bin']
 # The queue keeps at least this fraction of an epoch, for good shuffling.
 MIN_FRACTION_OF_EXAMPLES_IN_QUEUE = 0.4
 NUM_PREPROCESS_THREADS = 16
+# Each preprocessing thread reads and distorts this many records at a time.
+RECORDS_PER_READ = 128
+# The tf.data pipeline: parallel map calls, and batches prefetched.
+NUM_DATASET_MAP_CALLS = 2
+NUM_DATASET_PREFETCH_BATCHES = 2
 
 
 class UserError(Exception):
@@ -141,6 +146,30 @@ def data_filenames(eval_data, data_dir):
     return [os.path.join(data_dir, name) for name in names]
 
 
+def _decode_records(values):
+    """Splits raw records into labels and images.
+
+    Args:
+      values: 1-D string Tensor of records, RECORD_BYTES long each.
+
+    Returns:
+      labels: 1-D int32 Tensor, in the range 0..9.
+      images: [n, 32, 32, 3] uint8 Tensor (height, width, depth).
+    """
+    # Convert from a string to a vector of uint8 that is RECORD_BYTES long.
+    record_bytes = tf.reshape(tf.decode_raw(values, tf.uint8), [-1, RECORD_BYTES])
+
+    # The first byte is the label, which we convert from uint8 to int32.
+    labels = tf.cast(record_bytes[:, 0], tf.int32)
+
+    # The remaining bytes after the label represent the image, which we
+    # reshape from [depth * height * width] to [depth, height, width], then
+    # transpose to [height, width, depth].
+    depth_major = tf.reshape(record_bytes[:, LABEL_BYTES:],
+                             [-1, ORIGINAL_DEPTH, ORIGINAL_HEIGHT, ORIGINAL_WIDTH])
+    return labels, tf.transpose(depth_major, [0, 2, 3, 1])
+
+
 def read_cifar10(filename_queue):
     """Reads and parses one example from CIFAR-10 data files.
 
@@ -164,33 +193,128 @@ def read_cifar10(filename_queue):
     """
     reader = tf.FixedLengthRecordReader(record_bytes=RECORD_BYTES)
     key, value = reader.read(filename_queue)
-
-    # Convert from a string to a vector of uint8 that is RECORD_BYTES long.
-    record_bytes = tf.decode_raw(value, tf.uint8)
-
-    # The first byte is the label, which we convert from uint8 to int32.
-    label = tf.cast(tf.strided_slice(record_bytes, [0], [LABEL_BYTES]), tf.int32)
-
-    # The remaining bytes after the label represent the image, which we
-    # reshape from [depth * height * width] to [depth, height, width], then
-    # transpose to [height, width, depth].
-    depth_major = tf.reshape(
-        tf.strided_slice(record_bytes, [LABEL_BYTES], [RECORD_BYTES]),
-        [ORIGINAL_DEPTH, ORIGINAL_HEIGHT, ORIGINAL_WIDTH])
-    uint8image = tf.transpose(depth_major, [1, 2, 0])
-
+    labels, images = _decode_records(value)
     return types.SimpleNamespace(
         height=ORIGINAL_HEIGHT, width=ORIGINAL_WIDTH, depth=ORIGINAL_DEPTH,
-        key=key, label=label, uint8image=uint8image)
+        key=key, label=tf.reshape(labels, [1]), uint8image=images[0])
 
 
-def _generate_image_and_label_batch(image, label, min_queue_examples,
+def read_cifar10_records(filename_queue, num_records):
+    """Reads up to num_records examples at once (fewer at the end of a file).
+
+    The pipelines read and preprocess records a chunk at a time: one image at
+    a time, TensorFlow's cost per op would outweigh the work of the ops.
+
+    Args:
+      filename_queue: A queue of strings with the filenames to read from.
+      num_records: the most records to read.
+
+    Returns:
+      labels: 1-D int32 Tensor, in the range 0..9.
+      uint8images: [n, 32, 32, 3] uint8 Tensor.
+    """
+    reader = tf.FixedLengthRecordReader(record_bytes=RECORD_BYTES)
+    _, values = reader.read_up_to(filename_queue, num_records)
+    return _decode_records(values)
+
+
+def _distort_images(uint8images, crop_offsets, flip, brightness_delta,
+                    contrast_factor):
+    """Applies the training distortions with the given random draws.
+
+    Args:
+      uint8images: [n, 32, 32, 3] uint8 Tensor.
+      crop_offsets: [n, 2] int32, each image's crop corner (row, column).
+      flip: [n] bool, whether to flip each image left-right.
+      brightness_delta: [n] float32, added to each image.
+      contrast_factor: [n] float32, each image's contrast factor.
+
+    Returns:
+      [n, IMAGE_SIZE, IMAGE_SIZE, 3] float32 Tensor, standardized per image.
+    """
+    # Crop a [IMAGE_SIZE, IMAGE_SIZE] section of each image, flipped
+    # left-right where asked, by picking its rows and columns.
+    steps = tf.range(IMAGE_SIZE)
+    rows = crop_offsets[:, :1] + steps
+    columns = crop_offsets[:, 1:] + tf.where_v2(flip[:, None], IMAGE_SIZE - 1 - steps,
+                                             steps)
+    images = tf.gather(uint8images, rows, axis=1, batch_dims=1)
+    images = tf.cast(tf.gather(images, columns, axis=2, batch_dims=1), tf.float32)
+
+    # Because these operations are not commutative, consider randomizing
+    # the order their operation.
+    images += brightness_delta[:, None, None, None]
+    channel_means = tf.reduce_mean(images, axis=[1, 2], keepdims=True)
+    images = ((images - channel_means) * contrast_factor[:, None, None, None]
+              + channel_means)
+
+    # Subtract off the mean and divide by the variance of the pixels.
+    return tf.image.per_image_standardization(images)
+
+
+def distort_images(uint8images):
+    """Training distortions, each image with its own random draws: a random
+    24x24 crop, a left-right flip half of the time, brightness +-63, contrast
+    0.2 to 1.8, then per-image standardization (mean 0, unit variance).
+
+    Equals the original's tf.image.random_crop, random_flip_left_right,
+    random_brightness(max_delta=63), random_contrast(0.2, 1.8) and
+    per_image_standardization applied one image at a time, for a whole chunk
+    of images in a few ops.
+
+    Args:
+      uint8images: [n, 32, 32, 3] uint8 Tensor.
+
+    Returns:
+      [n, IMAGE_SIZE, IMAGE_SIZE, 3] float32 Tensor.
+    """
+    n = tf.shape(uint8images)[0]
+    return _distort_images(
+        uint8images,
+        crop_offsets=tf.random_uniform([n, 2], maxval=ORIGINAL_HEIGHT - IMAGE_SIZE + 1,
+                                       dtype=tf.int32),
+        flip=tf.random_uniform([n]) < 0.5,
+        brightness_delta=tf.random_uniform([n], -63.0, 63.0),
+        contrast_factor=tf.random_uniform([n], 0.2, 1.8))
+
+
+def crop_and_standardize(uint8images):
+    """Evaluation preprocessing: the central 24x24 crop, standardized per image.
+
+    Args:
+      uint8images: [n, 32, 32, 3] uint8 Tensor.
+
+    Returns:
+      [n, IMAGE_SIZE, IMAGE_SIZE, 3] float32 Tensor.
+    """
+    images = tf.image.resize_image_with_crop_or_pad(
+        tf.cast(uint8images, tf.float32), IMAGE_SIZE, IMAGE_SIZE)
+    return tf.image.per_image_standardization(images)
+
+
+def _min_queue_examples(num_examples_per_epoch, num_records):
+    """Examples kept in the queue, for good shuffling: 0.4 of an epoch, or of
+    the records there are when the data set is smaller than an epoch.
+
+    Args:
+      num_examples_per_epoch: the examples-per-epoch constant.
+      num_records: the records in the files.
+
+    Returns:
+      An int.
+    """
+    return int(min(num_examples_per_epoch, num_records) *
+               MIN_FRACTION_OF_EXAMPLES_IN_QUEUE)
+
+
+def _generate_image_and_label_batch(images, labels, min_queue_examples,
                                     batch_size, shuffle):
     """Constructs a queued batch of images and labels.
 
     Args:
-      image: 3-D Tensor of [height, width, 3] of type float32.
-      label: 1-D Tensor of type int32.
+      images: 4-D Tensor of [n, height, width, 3] of type float32: a chunk of
+        examples, enqueued one by one.
+      labels: 1-D Tensor of [n] of type int32.
       min_queue_examples: int32, minimum number of samples to retain
         in the queue that provides the batches of examples.
       batch_size: Number of images per batch.
@@ -202,22 +326,29 @@ def _generate_image_and_label_batch(image, label, min_queue_examples,
       images: Images. 4D tensor of [batch_size, height, width, 3] size.
       labels: Labels. 1D tensor of [batch_size] size.
     """
+    images.set_shape([None, IMAGE_SIZE, IMAGE_SIZE, 3])
+    labels.set_shape([None])
     capacity = min_queue_examples + 3 * batch_size
     if shuffle:
-        images, label_batch = tf.train.shuffle_batch(
-            [image, label], batch_size=batch_size,
+        image_batch, label_batch = tf.train.shuffle_batch(
+            [images, labels], batch_size=batch_size,
             num_threads=NUM_PREPROCESS_THREADS, capacity=capacity,
-            min_after_dequeue=min_queue_examples)
+            min_after_dequeue=min_queue_examples, enqueue_many=True)
     else:
-        images, label_batch = tf.train.batch(
-            [image, label], batch_size=batch_size,
+        image_batch, label_batch = tf.train.batch(
+            [images, labels], batch_size=batch_size,
             num_threads=NUM_PREPROCESS_THREADS, capacity=capacity,
-            allow_smaller_final_batch=True)
+            enqueue_many=True, allow_smaller_final_batch=True)
 
     # Display the training images in the visualizer.
-    tf.summary.image('images', images)
+    tf.summary.image('images', image_batch)
 
-    return images, tf.reshape(label_batch, [-1])
+    return image_batch, label_batch
+
+
+def _print_filling(min_queue_examples):
+    print('Filling queue with %d CIFAR images before starting to train. '
+          'This will take a few minutes.' % min_queue_examples, flush=True)
 
 
 def distorted_inputs(data_dir, batch_size):
@@ -241,49 +372,65 @@ def distorted_inputs(data_dir, batch_size):
         # Create a queue that produces the filenames to read.
         filename_queue = tf.train.string_input_producer(filenames)
 
-        # Read examples from files in the filename queue.
-        read_input = read_cifar10(filename_queue)
-        reshaped_image = tf.cast(read_input.uint8image, tf.float32)
+        # Read examples from files in the filename queue, a chunk at a time,
+        # and apply the random distortions to each image.
+        labels, uint8images = read_cifar10_records(filename_queue, RECORDS_PER_READ)
+        float_images = distort_images(uint8images)
 
-        height = IMAGE_SIZE
-        width = IMAGE_SIZE
-
-        # Image processing for training the network. Note the many random
-        # distortions applied to the image.
-
-        # Randomly crop a [height, width] section of the image.
-        distorted_image = tf.random_crop(reshaped_image, [height, width, 3])
-
-        # Randomly flip the image horizontally.
-        distorted_image = tf.image.random_flip_left_right(distorted_image)
-
-        # Because these operations are not commutative, consider randomizing
-        # the order their operation.
-        distorted_image = tf.image.random_brightness(distorted_image,
-                                                     max_delta=63)
-        distorted_image = tf.image.random_contrast(distorted_image,
-                                                   lower=0.2, upper=1.8)
-
-        # Subtract off the mean and divide by the variance of the pixels.
-        float_image = tf.image.per_image_standardization(distorted_image)
-
-        # Set the shapes of tensors.
-        float_image.set_shape([height, width, 3])
-        read_input.label.set_shape([1])
-
-        # Ensure that the random shuffling has good mixing properties. A data
-        # set smaller than an epoch (such as a sample) holds fewer examples.
-        num_examples_per_epoch = min(NUM_EXAMPLES_PER_EPOCH_FOR_TRAIN,
-                                     num_records)
-        min_queue_examples = int(num_examples_per_epoch *
-                                 MIN_FRACTION_OF_EXAMPLES_IN_QUEUE)
-        print('Filling queue with %d CIFAR images before starting to train. '
-              'This will take a few minutes.' % min_queue_examples, flush=True)
+        # Ensure that the random shuffling has good mixing properties.
+        min_queue_examples = _min_queue_examples(NUM_EXAMPLES_PER_EPOCH_FOR_TRAIN,
+                                                 num_records)
+        _print_filling(min_queue_examples)
 
     # Generate a batch of images and labels by building up a queue of examples.
-    return _generate_image_and_label_batch(float_image, read_input.label,
+    return _generate_image_and_label_batch(float_images, labels,
                                            min_queue_examples, batch_size,
                                            shuffle=True)
+
+
+def distorted_inputs_dataset(data_dir, batch_size):
+    """The same distorted training input as distorted_inputs, with tf.data.
+
+    The same reading, distortions, shuffling (a buffer the size of the
+    shuffling queue's capacity) and batching, for comparing the two designs
+    on equal terms; see --input_pipeline. No queue runners are needed.
+
+    Args:
+      data_dir: Path to the CIFAR-10 data directory (cifar-10-batches-bin).
+      batch_size: Number of images per batch.
+
+    Returns:
+      images: Images. 4D tensor of [batch_size, IMAGE_SIZE, IMAGE_SIZE, 3] size.
+      labels: Labels. 1D tensor of [batch_size] size.
+
+    Raises:
+      UserError: if a training file is missing, empty or truncated.
+    """
+    filenames = data_filenames(False, data_dir)
+    num_records = check_data_files(filenames)
+    min_queue_examples = _min_queue_examples(NUM_EXAMPLES_PER_EPOCH_FOR_TRAIN,
+                                             num_records)
+    _print_filling(min_queue_examples)
+
+    with tf.name_scope('data_augmentation'):
+        records = (tf.data.Dataset.from_tensor_slices(filenames)
+                   .shuffle(len(filenames)).repeat()
+                   .flat_map(lambda name: tf.data.FixedLengthRecordDataset(
+                       name, RECORD_BYTES)))
+        dataset = (records.shuffle(min_queue_examples + 3 * batch_size)
+                   .batch(batch_size, drop_remainder=True)
+                   .map(lambda values: _decode_records(values)[::-1],
+                        num_parallel_calls=NUM_DATASET_MAP_CALLS)
+                   .map(lambda images, labels: (distort_images(images), labels),
+                        num_parallel_calls=NUM_DATASET_MAP_CALLS)
+                   .prefetch(NUM_DATASET_PREFETCH_BATCHES))
+        images, labels = tf.data.make_one_shot_iterator(dataset).get_next()
+        images.set_shape([batch_size, IMAGE_SIZE, IMAGE_SIZE, 3])
+        labels.set_shape([batch_size])
+
+    # Display the training images in the visualizer.
+    tf.summary.image('images', images)
+    return images, labels
 
 
 def inputs(eval_data, data_dir, batch_size):
@@ -317,30 +464,16 @@ def inputs(eval_data, data_dir, batch_size):
         # Create a queue that produces the filenames to read, for one epoch.
         filename_queue = tf.train.string_input_producer(filenames, num_epochs=1)
 
-        # Read examples from files in the filename queue.
-        read_input = read_cifar10(filename_queue)
-        reshaped_image = tf.cast(read_input.uint8image, tf.float32)
-
-        height = IMAGE_SIZE
-        width = IMAGE_SIZE
-
-        # Image processing for evaluation.
-        # Crop the central [height, width] of the image.
-        resized_image = tf.image.resize_image_with_crop_or_pad(reshaped_image,
-                                                               height, width)
-
-        # Subtract off the mean and divide by the variance of the pixels.
-        float_image = tf.image.per_image_standardization(resized_image)
-
-        # Set the shapes of tensors.
-        float_image.set_shape([height, width, 3])
-        read_input.label.set_shape([1])
+        # Read examples from files in the filename queue, a chunk at a time:
+        # crop the central [IMAGE_SIZE, IMAGE_SIZE] of each image and
+        # standardize it.
+        labels, uint8images = read_cifar10_records(filename_queue, RECORDS_PER_READ)
+        float_images = crop_and_standardize(uint8images)
 
         # Ensure that the random shuffling has good mixing properties.
-        min_queue_examples = int(min(num_examples_per_epoch, num_records) *
-                                 MIN_FRACTION_OF_EXAMPLES_IN_QUEUE)
+        min_queue_examples = _min_queue_examples(num_examples_per_epoch, num_records)
 
     # Generate a batch of images and labels by building up a queue of examples.
-    return _generate_image_and_label_batch(float_image, read_input.label,
+    return _generate_image_and_label_batch(float_images, labels,
                                            min_queue_examples, batch_size,
                                            shuffle=False)

@@ -144,3 +144,78 @@ def test_wrong_directory_says_what_data_dir_must_hold(tmp_path):
                        match=r'data_batch_1\.bin not found: --data_dir .* must be the '
                              r'folder that holds cifar-10-batches-bin/'):
         build_training_inputs(tmp_path / 'nowhere' / cifar10_input.DATA_SUBDIR)
+
+
+def distort_one_at_a_time(image, crop_offset, flip, brightness_delta, contrast_factor):
+    """The original's distortions of one image, with the given random draws."""
+    image = tf.image.crop_to_bounding_box(tf.cast(image, tf.float32), crop_offset[0],
+                                          crop_offset[1], 24, 24)
+    if flip:
+        image = tf.image.flip_left_right(image)
+    image = tf.image.adjust_brightness(image, brightness_delta)
+    image = tf.image.adjust_contrast(image, contrast_factor)
+    return tf.image.per_image_standardization(image)
+
+
+def test_chunked_distortions_equal_the_originals_applied_one_image_at_a_time():
+    rng = np.random.default_rng(5)
+    images = rng.integers(0, 256, size=(6, 32, 32, 3), dtype=np.uint8)
+    offsets = rng.integers(0, 9, size=(6, 2)).astype(np.int32)
+    flips = np.array([True, False, True, False, False, True])
+    deltas = rng.uniform(-63, 63, size=6).astype(np.float32)
+    factors = rng.uniform(0.2, 1.8, size=6).astype(np.float32)
+    with tf.Graph().as_default():
+        chunked = cifar10_input._distort_images(tf.constant(images), tf.constant(offsets),
+                                                tf.constant(flips), tf.constant(deltas),
+                                                tf.constant(factors))
+        one_by_one = [distort_one_at_a_time(*draws)
+                      for draws in zip(images, offsets, flips, deltas, factors, strict=True)]
+        with tf.Session() as sess:
+            chunked, one_by_one = sess.run([chunked, one_by_one])
+    np.testing.assert_allclose(chunked, np.stack(one_by_one), atol=1e-5)
+
+
+def test_distort_images_gives_each_image_its_own_random_draws():
+    image = np.random.default_rng(6).integers(0, 256, size=(32, 32, 3), dtype=np.uint8)
+    with tf.Graph().as_default():
+        distorted = cifar10_input.distort_images(tf.constant(np.stack([image] * 16)))
+        with tf.Session() as sess:
+            values = sess.run(distorted)
+    assert values.shape == (16, 24, 24, 3)
+    assert len({value.tobytes() for value in values}) == 16
+
+
+def first_batches(build, batches_dir, count, batch_size=50):
+    """The first count batches of a training pipeline."""
+    with tf.Graph().as_default():
+        images, labels = build(str(batches_dir), batch_size=batch_size)
+        with tf.Session() as sess:
+            coord = tf.train.Coordinator()
+            threads = tf.train.start_queue_runners(sess, coord)
+            batches = [sess.run([images, labels]) for _ in range(count)]
+            coord.request_stop()
+            coord.join(threads)
+    return (images.shape.as_list(), images.dtype, np.concatenate([b[0] for b in batches]),
+            np.concatenate([b[1] for b in batches]))
+
+
+def test_dataset_and_queue_pipelines_give_alike_batches(synthetic_data_dir):
+    batches = synthetic_data_dir / cifar10_input.DATA_SUBDIR
+    queue = first_batches(cifar10_input.distorted_inputs, batches, 20)
+    dataset = first_batches(cifar10_input.distorted_inputs_dataset, batches, 20)
+
+    assert queue[:2] == dataset[:2] == ([50, 24, 24, 3], tf.float32)
+    for images in (queue[2], dataset[2]):
+        np.testing.assert_allclose(images.mean(axis=(1, 2, 3)), 0, atol=1e-4)
+        np.testing.assert_allclose(images.std(axis=(1, 2, 3)), 1, atol=1e-3)
+    # The same spread of values: quantiles of all pixels agree closely.
+    quantiles = [0.001, 0.1, 0.5, 0.9, 0.999]
+    np.testing.assert_allclose(np.quantile(queue[2], quantiles),
+                               np.quantile(dataset[2], quantiles), atol=0.15)
+    # The same labels, as often as in the files (1,000 labels each).
+    file_labels = np.concatenate([
+        np.frombuffer((batches / name).read_bytes(), np.uint8)[::3073]
+        for name in cifar10_input.TRAIN_FILES])
+    want = np.bincount(file_labels, minlength=10) / len(file_labels)
+    for labels in (queue[3], dataset[3]):
+        assert np.abs(np.bincount(labels, minlength=10) / len(labels) - want).sum() < 0.15

@@ -1,6 +1,7 @@
 """Training really learns: on learnable synthetic data and on real images."""
 
 import re
+import statistics
 
 from helpers import logged_steps, run_script
 from tensorboard.backend.event_processing import event_accumulator
@@ -24,10 +25,11 @@ def evaluate_once(data_dir, checkpoint_dir, eval_dir):
 def test_training_on_learnable_data_drives_the_loss_down(trained_run):
     train_dir, result = trained_run
     losses = [loss for _, loss in logged_steps(result.stdout)]
-    assert max(losses[-3:]) < losses[0] - 1.0
-    cross_entropy = dict(scalars(train_dir, 'cross_entropy (raw)'))
-    assert cross_entropy[0] > 2.0  # About ln(10) at the start.
-    assert cross_entropy[200] < 1.5  # Measured: 2.31 at step 0, 1.01 at step 200.
+    assert statistics.median(losses[-5:]) < losses[0] - 1.0  # Robust to a late spike.
+    raw_cross_entropy = dict(scalars(train_dir, 'cross_entropy (raw)'))
+    assert raw_cross_entropy[0] > 2.0  # About ln(10) at the start.
+    averaged_cross_entropy = dict(scalars(train_dir, 'cross_entropy'))
+    assert averaged_cross_entropy[200] < 1.5  # Measured: about 1.0 at step 200.
 
 
 def test_evaluator_scores_the_learned_model_far_above_chance(
@@ -52,3 +54,16 @@ def test_real_sample_trains_and_evaluates_above_0_2(sample_data_dir, tmp_path):
     assert 'Filling queue with 2034 CIFAR images' in result.stdout
     precision, _ = evaluate_once(sample_data_dir, train_dir, tmp_path / 'eval')
     assert precision > 0.2  # Chance is 0.1; 300 steps reached 0.42 when measured.
+
+
+def test_training_through_the_tf_data_pipeline_learns_too(synthetic_data_dir, tmp_path):
+    train_dir = tmp_path / 'train'
+    result = run_script('cifar10_train.py', '--input_pipeline=dataset',
+                        '--data_dir=%s' % synthetic_data_dir, '--train_dir=%s' % train_dir,
+                        '--batch_size=32', '--max_steps=250', '--log_frequency=10')
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ''
+    losses = [loss for _, loss in logged_steps(result.stdout)]
+    assert statistics.median(losses[-5:]) < losses[0] - 1.0  # Robust to a late spike.
+    precision, _ = evaluate_once(synthetic_data_dir, train_dir, tmp_path / 'eval')
+    assert precision > 0.6  # Chance is 0.1.

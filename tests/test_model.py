@@ -110,3 +110,20 @@ def test_moving_average_tracks_the_weights_after_the_gradient_step():
     # num_updates = global_step = 1 after the step: decay = (1 + 1) / (10 + 1).
     decay = 2.0 / 11.0
     np.testing.assert_allclose(averaged, decay * before + (1 - decay) * after, atol=1e-6)
+
+
+@pytest.mark.parametrize('depth', [64, 5])
+def test_local_response_normalization_equals_tf_nn_lrn_and_its_gradient(depth):
+    rng = np.random.default_rng(4)
+    values = (rng.normal(size=[3, 5, 7, depth]) * 20).astype(np.float32)
+    weights = rng.normal(size=[3, 5, 7, depth]).astype(np.float32)
+    with tf.Graph().as_default():
+        x = tf.constant(values)
+        ours = cifar10.local_response_normalization(x, name='norm')
+        reference = tf.nn.lrn(x, 4, bias=1.0, alpha=0.001 / 9.0, beta=0.75)
+        gradients = [tf.gradients(tf.reduce_sum(y * weights), x)[0] for y in (ours, reference)]
+        with tf.Session() as sess:
+            ours, reference, (our_grad, reference_grad) = sess.run([ours, reference, gradients])
+    np.testing.assert_allclose(ours, reference, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(our_grad, reference_grad, rtol=1e-4, atol=1e-6)
+    assert np.abs(ours - values).max() > 1.0  # The normalization really acts.
