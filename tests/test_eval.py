@@ -47,7 +47,7 @@ def test_run_once_without_a_checkpoint_says_so_and_exits_nonzero(synthetic_data_
 
 
 def test_eval_restores_the_moving_averages_into_the_model(trained_run, synthetic_data_dir):
-    checkpoint = str(trained_run[0] / 'model.ckpt-250')
+    checkpoint = str(trained_run[0] / 'model.ckpt-150')
     with flagsaver.flagsaver(data_dir=str(synthetic_data_dir)), tf.Graph().as_default():
         _, saver = cifar10_eval.build_eval_graph(eval_data=True)
         [weights] = [v for v in tf.global_variables() if v.op.name == 'local4/weights']
@@ -84,38 +84,38 @@ def test_precision_counts_exactly_num_examples_not_the_padded_last_batch(tmp_pat
 def test_eval_scores_each_new_checkpoint_once_while_polling(
         trained_run, synthetic_data_dir, start_script, tmp_path):
     checkpoint_dir = tmp_path / 'train'
-    publish_checkpoint(trained_run[0], checkpoint_dir, 100)
+    publish_checkpoint(trained_run[0], checkpoint_dir, 50)
     evaluator = start_script('cifar10_eval.py', *eval_flags(
         synthetic_data_dir, checkpoint_dir, tmp_path / 'eval',
         eval_interval_secs=1, timeout=4))
     evaluator.wait_for(r'precision @ 1 = ')
-    publish_checkpoint(trained_run[0], checkpoint_dir, 200)
+    publish_checkpoint(trained_run[0], checkpoint_dir, 100)
     evaluator.wait_for(r'precision @ 1 = ')
     returncode, output = evaluator.finish()
 
     assert returncode == 0, output
     assert output.count('precision @ 1 = ') == 2
     assert 'No new checkpoint in %s for 4 seconds: stopping.' % checkpoint_dir in output
-    assert [event.step for event in precision_events(tmp_path / 'eval')] == [100, 200]
+    assert [event.step for event in precision_events(tmp_path / 'eval')] == [50, 100]
 
 
 def test_eval_survives_a_checkpoint_deleted_while_it_reads(
         trained_run, synthetic_data_dir, start_script, tmp_path):
     checkpoint_dir = tmp_path / 'train'
+    publish_checkpoint(trained_run[0], checkpoint_dir, 50)
     publish_checkpoint(trained_run[0], checkpoint_dir, 100)
-    publish_checkpoint(trained_run[0], checkpoint_dir, 200)
     # The trainer's rotation removes a checkpoint's files one by one: caught
     # half way, the index is still there but the data is gone.
-    for data_file in checkpoint_dir.glob('model.ckpt-200.data-*'):
+    for data_file in checkpoint_dir.glob('model.ckpt-100.data-*'):
         data_file.unlink()
     evaluator = start_script('cifar10_eval.py', *eval_flags(
         synthetic_data_dir, checkpoint_dir, tmp_path / 'eval',
         eval_interval_secs=1, timeout=4))
-    evaluator.wait_for(r'model\.ckpt-200 was deleted while being read .*; moving on to '
+    evaluator.wait_for(r'model\.ckpt-100 was deleted while being read .*; moving on to '
                        r'the newest\.')
-    publish_checkpoint(trained_run[0], checkpoint_dir, 250)
+    publish_checkpoint(trained_run[0], checkpoint_dir, 150)
     evaluator.wait_for(r'precision @ 1 = ')
     returncode, output = evaluator.finish()
 
     assert returncode == 0, output
-    assert [event.step for event in precision_events(tmp_path / 'eval')] == [250]
+    assert [event.step for event in precision_events(tmp_path / 'eval')] == [150]

@@ -29,7 +29,9 @@ def test_training_on_learnable_data_drives_the_loss_down(trained_run):
     raw_cross_entropy = dict(scalars(train_dir, 'cross_entropy (raw)'))
     assert raw_cross_entropy[0] > 2.0  # About ln(10) at the start.
     averaged_cross_entropy = dict(scalars(train_dir, 'cross_entropy'))
-    assert averaged_cross_entropy[200] < 1.5  # Measured: about 1.0 at step 200.
+    # Below ln(10) = 2.30, the loss of guessing; 0.2 to 1.6 was measured at
+    # step 100, where the tutorial's learning rate still shakes the loss.
+    assert averaged_cross_entropy[100] < 2.0
 
 
 def test_evaluator_scores_the_learned_model_far_above_chance(
@@ -40,7 +42,7 @@ def test_evaluator_scores_the_learned_model_far_above_chance(
     assert ('The test data holds 200 records, fewer than --num_examples=10000: each '
             'record is scored once.') in result.stdout
     [(step, value)] = scalars(tmp_path, 'Precision @ 1')
-    assert step == 250
+    assert step == 150
     assert abs(value * 200 - round(value * 200)) < 1e-3
 
 
@@ -60,7 +62,7 @@ def test_training_through_the_tf_data_pipeline_learns_too(synthetic_data_dir, tm
     train_dir = tmp_path / 'train'
     result = run_script('cifar10_train.py', '--input_pipeline=dataset',
                         '--data_dir=%s' % synthetic_data_dir, '--train_dir=%s' % train_dir,
-                        '--batch_size=32', '--max_steps=250', '--log_frequency=10')
+                        '--batch_size=128', '--max_steps=150', '--log_frequency=10')
     assert result.returncode == 0, result.stderr
     assert result.stderr == ''
     losses = [loss for _, loss in logged_steps(result.stdout)]

@@ -134,7 +134,7 @@ def test_log_line_counts_the_examples_of_all_towers(multi_tower_run):
 def test_checkpoints_hold_the_single_device_trainers_variable_names(
         multi_tower_run, trained_run):
     multi_dir, _ = multi_tower_run
-    assert checkpoint_steps(multi_dir) == [100, 200]
+    assert checkpoint_steps(multi_dir) == [50, 100, 150]
     multi_names = {name for name, _ in tf.train.list_variables(str(multi_dir))}
     single_names = {name for name, _ in tf.train.list_variables(str(trained_run[0]))}
     assert multi_names == single_names
@@ -158,7 +158,9 @@ def tags(log_dir):
 def test_summaries_carry_the_single_device_tags_from_one_tower(multi_tower_run, trained_run):
     multi, single = tags(multi_tower_run[0]), tags(trained_run[0])
     for kind in ('scalars', 'histograms', 'images'):
-        assert set(single.Tags()[kind]) <= set(multi.Tags()[kind]), kind
+        # The queue-fill fractions name the queue sizes, which the batch sets.
+        model_tags = {tag for tag in single.Tags()[kind] if 'fraction_' not in tag}
+        assert model_tags <= set(multi.Tags()[kind]), kind
         assert not any('tower' in tag for tag in multi.Tags()[kind])
     assert 'batch_queue/fraction_of_4_full' in multi.Tags()['scalars']
 
@@ -182,10 +184,10 @@ def test_single_device_trainer_resumes_a_multi_tower_checkpoint(
         multi_tower_train_dir, synthetic_data_dir):
     result = run_script('cifar10_train.py', '--data_dir=%s' % synthetic_data_dir,
                         '--train_dir=%s' % multi_tower_train_dir, '--batch_size=16',
-                        '--max_steps=205')
+                        '--max_steps=155')
     assert result.returncode == 0, result.stderr
-    assert '/model.ckpt-200 at step 200.' in result.stdout
-    assert checkpoint_steps(multi_tower_train_dir) == [100, 200, 205]
+    assert '/model.ckpt-150 at step 150.' in result.stdout
+    assert checkpoint_steps(multi_tower_train_dir) == [50, 100, 150, 155]
 
 
 def test_multi_tower_trainer_resumes_a_single_device_checkpoint_and_stops_on_sigterm(
@@ -193,10 +195,10 @@ def test_multi_tower_trainer_resumes_a_single_device_checkpoint_and_stops_on_sig
     trainer = start_script('cifar10_multi_gpu_train.py', '--data_dir=%s' % synthetic_data_dir,
                            '--train_dir=%s' % copy_train_dir, '--device_type=cpu',
                            '--num_gpus=2', '--batch_size=16', '--log_frequency=5')
-    trainer.wait_for(r'/model\.ckpt-250 at step 250\.')
-    trainer.wait_for(r': step 260, ')
+    trainer.wait_for(r'/model\.ckpt-150 at step 150\.')
+    trainer.wait_for(r': step 160, ')
     trainer.proc.send_signal(signal.SIGTERM)
     returncode, output = trainer.finish()
     assert returncode == 0, output
     stopped_at = int(re.search(r'Stopped by signal 15 at step (\d+);', output).group(1))
-    assert checkpoint_steps(copy_train_dir) == [100, 200, 250, stopped_at]
+    assert checkpoint_steps(copy_train_dir) == [50, 100, 150, stopped_at]

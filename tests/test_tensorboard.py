@@ -23,7 +23,7 @@ def test_training_events_hold_the_original_summaries(trained_run):
         for variable in (layer + '/weights', layer + '/biases'):
             assert {variable, variable + '/gradients'} <= set(found['histograms'])
     assert 'images/image/0' in found['images']
-    assert any('fraction_over_400_of_96_full' in tag for tag in found['scalars'])
+    assert any('fraction_over_400_of_384_full' in tag for tag in found['scalars'])
 
 
 def test_eval_events_hold_precision_and_activations(trained_run, synthetic_data_dir, tmp_path):

@@ -31,7 +31,7 @@ def test_trainer_logs_every_log_frequency_steps_in_the_original_format(trained_r
                         'This will take a few minutes.')
     log_lines = [line for line in lines if ': step ' in line]
     assert all(LOG_LINE.match(line) for line in log_lines), log_lines
-    assert [step for step, _ in logged_steps(result.stdout)] == list(range(0, 250, 10))
+    assert [step for step, _ in logged_steps(result.stdout)] == list(range(0, 150, 10))
 
 
 def test_trainer_output_is_free_of_tensorflow_chatter(trained_run):
@@ -41,26 +41,26 @@ def test_trainer_output_is_free_of_tensorflow_chatter(trained_run):
 
 def test_checkpoints_every_save_checkpoint_steps_and_at_the_last_step(trained_run):
     train_dir, _ = trained_run
-    assert checkpoint_steps(train_dir) == [100, 200, 250]
-    assert tf.train.latest_checkpoint(str(train_dir)).endswith('model.ckpt-250')
+    assert checkpoint_steps(train_dir) == [50, 100, 150]
+    assert tf.train.latest_checkpoint(str(train_dir)).endswith('model.ckpt-150')
 
 
 def test_restart_resumes_from_the_latest_checkpoint_and_keeps_the_old_ones(
         copy_train_dir, synthetic_data_dir):
     result = run_script('cifar10_train.py', *train_flags(
-        synthetic_data_dir, copy_train_dir, max_steps=265))
+        synthetic_data_dir, copy_train_dir, max_steps=165))
     assert result.returncode == 0, result.stderr
-    assert '/model.ckpt-250 at step 250.' in result.stdout
-    assert [step for step, _ in logged_steps(result.stdout)] == [250, 255, 260]
-    assert checkpoint_steps(copy_train_dir) == [100, 200, 250, 265]
+    assert '/model.ckpt-150 at step 150.' in result.stdout
+    assert [step for step, _ in logged_steps(result.stdout)] == [150, 155, 160]
+    assert checkpoint_steps(copy_train_dir) == [50, 100, 150, 165]
 
 
 def test_restart_at_max_steps_trains_nothing(copy_train_dir, synthetic_data_dir):
     result = run_script('cifar10_train.py', *train_flags(
-        synthetic_data_dir, copy_train_dir, max_steps=250))
+        synthetic_data_dir, copy_train_dir, max_steps=150))
     assert result.returncode == 0, result.stderr
-    assert 'Step 250 already reaches --max_steps=250: nothing to train.' in result.stdout
-    assert checkpoint_steps(copy_train_dir) == [100, 200, 250]
+    assert 'Step 150 already reaches --max_steps=150: nothing to train.' in result.stdout
+    assert checkpoint_steps(copy_train_dir) == [50, 100, 150]
 
 
 @pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGINT])
