@@ -8,7 +8,9 @@ Rows, each measured in a process of its own, one after the other:
   dataset   the same with --input_pipeline=dataset (tf.data)
   keras     the same model in Keras 3 model.fit (no XLA): steady and whole-epoch
   torch     the same model in PyTorch eager (skipped if torch is not installed)
-and the machine's float32 matrix-multiply rate, measured in the same run.
+and the machine's float32 matrix-multiply rate, measured in the same run,
+and the CPU time each input pipeline alone spends per image (no model to
+feed), shown as its share of the cores at the ceiling's rate.
 Each rate is examples/sec, the median of windows of --window steps after
 --warmup_steps; each row is shown against the ceiling and, counting
 common.FLOP_PER_TRAINING_IMAGE (105.3 MFLOP), against the matmul rate.
@@ -65,12 +67,16 @@ def measure_matmul():
     return {'gflops': max(per_size.values()), 'per_size_gflops': per_size}
 
 
-def measure_ceiling(batch_size, steps, window, warmup_steps):
-    """The full training step (cifar10.train: gradients, update, moving
-    averages) on one constant batch held in memory: no input pipeline.
+def build_ceiling_step(batch_size):
+    """Builds, in the default graph, the full training step (cifar10.train:
+    gradients, update, moving averages) on one constant batch held in
+    memory: no input pipeline.
+
+    Args:
+      batch_size: images in the batch.
 
     Returns:
-      dict: examples_per_sec (median of windows) and windows.
+      train_op, loss: the step and the batch's total loss.
     """
     sys.path.insert(0, common.REPO_ROOT)
     import numpy as np
@@ -78,13 +84,25 @@ def measure_ceiling(batch_size, steps, window, warmup_steps):
     import cifar10
     from cifar10 import tf
     cifar10.FLAGS(['ceiling', '--batch_size=%d' % batch_size])
+    global_step = tf.train.get_or_create_global_step()
+    rng = np.random.default_rng(0)
+    images = tf.constant(rng.normal(size=[batch_size, 24, 24, 3]).astype(np.float32))
+    labels = tf.constant(rng.integers(0, 10, size=batch_size).astype(np.int32))
+    loss = cifar10.loss(cifar10.inference(images), labels)
+    return cifar10.train(loss, global_step), loss
+
+
+def measure_ceiling(batch_size, steps, window, warmup_steps):
+    """The compute-only ceiling: build_ceiling_step's step, timed.
+
+    Returns:
+      dict: examples_per_sec (median of windows) and windows.
+    """
+    sys.path.insert(0, common.REPO_ROOT)
+    import cifar10
+    from cifar10 import tf
     with tf.Graph().as_default():
-        global_step = tf.train.get_or_create_global_step()
-        rng = np.random.default_rng(0)
-        images = tf.constant(rng.normal(size=[batch_size, 24, 24, 3]).astype(np.float32))
-        labels = tf.constant(rng.integers(0, 10, size=batch_size).astype(np.int32))
-        loss = cifar10.loss(cifar10.inference(images), labels)
-        train_op = cifar10.train(loss, global_step)
+        train_op, loss = build_ceiling_step(batch_size)
         with tf.Session(config=cifar10.session_config()) as sess:
             sess.run(tf.global_variables_initializer())
             timestamps = [time.perf_counter()]
@@ -93,6 +111,37 @@ def measure_ceiling(batch_size, steps, window, warmup_steps):
                 timestamps.append(time.perf_counter())
     median, windows = common.windows_rate(timestamps, batch_size, window, warmup_steps)
     return {'examples_per_sec': median, 'windows': windows}
+
+
+def measure_input_cpu(data_dir, batch_size, input_pipeline, batches=600, warmup_batches=300):
+    """The CPU time the training input pipeline alone spends per image:
+    batches taken as fast as it makes them, with no model to feed. The
+    process's CPU time (every thread, the fetch into numpy included) over
+    the images, after warm-up batches that drain the queue's initial fill.
+
+    Returns:
+      dict: cpu_us_per_image, examples_per_sec.
+    """
+    sys.path.insert(0, common.REPO_ROOT)
+    import cifar10
+    from cifar10 import tf
+    cifar10.FLAGS(['input', '--batch_size=%d' % batch_size, '--data_dir=%s' % data_dir,
+                   '--input_pipeline=%s' % input_pipeline])
+    with tf.Graph().as_default():
+        batch = cifar10.distorted_inputs()
+        with tf.Session(config=cifar10.session_config()) as sess:
+            coord = tf.train.Coordinator()
+            threads = tf.train.start_queue_runners(sess, coord=coord)
+            for _ in range(warmup_batches):
+                sess.run(batch)
+            wall, cpu = time.perf_counter(), time.process_time()
+            for _ in range(batches):
+                sess.run(batch)
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            coord.request_stop()
+            coord.join(threads)
+    images = batches * batch_size
+    return {'cpu_us_per_image': 1e6 * cpu / images, 'examples_per_sec': images / wall}
 
 
 def measure_trainer(data_dir, batch_size, steps, window, warmup_steps, input_pipeline):
@@ -140,8 +189,8 @@ def measure_peer(script, args, data_dir, batch_size, window, warmup_steps):
 def measure_in_child(row, args):
     """Measures one row in a fresh process and returns its result dict."""
     result = common.run([sys.executable, os.path.abspath(__file__), '--measure=%s' % row,
-                         '--batch_size=%d' % args.batch_size, '--steps=%d' % args.steps,
-                         '--window=%d' % args.window,
+                         '--data_dir=%s' % args.data_dir, '--batch_size=%d' % args.batch_size,
+                         '--steps=%d' % args.steps, '--window=%d' % args.window,
                          '--warmup_steps=%d' % args.warmup_steps])
     if result.returncode:
         raise RuntimeError('%s failed: %s' % (row, result.stderr.strip()[-2000:]))
@@ -158,10 +207,11 @@ def main():
     parser.add_argument('--torch_steps', type=int, default=200)
     parser.add_argument('--keras_epochs', type=int, default=3)
     parser.add_argument('--rows', default=','.join(ROWS), help='which rows, comma-separated')
-    parser.add_argument('--rounds', type=int, default=3,
+    parser.add_argument('--rounds', type=int, default=5,
                         help='rounds of the matmul, ceiling, queue and dataset rows')
     parser.add_argument('--json', default=None, help='also write the results here')
-    parser.add_argument('--measure', choices=['matmul', 'ceiling'], help=argparse.SUPPRESS)
+    parser.add_argument('--measure', choices=['matmul', 'ceiling', 'queue_input',
+                                              'dataset_input'], help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.measure == 'matmul':
@@ -170,6 +220,10 @@ def main():
     if args.measure == 'ceiling':
         print(json.dumps(measure_ceiling(args.batch_size, args.steps, args.window,
                                          args.warmup_steps)))
+        return
+    if args.measure in ('queue_input', 'dataset_input'):
+        input_pipeline = args.measure.split('_')[0]
+        print(json.dumps(measure_input_cpu(args.data_dir, args.batch_size, input_pipeline)))
         return
 
     common.ensure_data(args.data_dir)
@@ -186,6 +240,9 @@ def main():
                 measured[row] = measure_trainer(args.data_dir, args.batch_size, args.steps,
                                                 args.window, args.warmup_steps, row)
         results['rounds'].append(measured)
+    for row in [row for row in ('queue', 'dataset') if row in rows]:
+        print('measuring the %s input pipeline alone ...' % row, flush=True)
+        results[row + '_input'] = measure_in_child(row + '_input', args)
     if 'keras' in rows:
         print('measuring keras ...', flush=True)
         results['keras'] = measure_peer('peer_keras.py', ['--epochs=%d' % args.keras_epochs],
@@ -241,6 +298,14 @@ def main():
                 '%.1f' % matmul_gflops if matmul_gflops else 'not measured'))
     common.print_table(title, ['feed', 'examples/sec', 'x ceiling', 'GFLOP/s',
                                'of matmul rate'], table)
+    for row in ('queue', 'dataset'):
+        if ceiling and results.get(row + '_input'):
+            cpu_us = results[row + '_input']['cpu_us_per_image']
+            results[row + '_input']['share_of_cores_at_ceiling'] = (
+                cpu_us * 1e-6 * ceiling / results['cores'])
+            print('The %s input pipeline alone: %.1f us of CPU per image, %.1f%% of the %d '
+                  'cores at the ceiling\'s rate.' % (row, cpu_us, 100 * cpu_us * 1e-6 * ceiling
+                                                     / results['cores'], results['cores']))
     queue = results.get('queue', {}).get('examples_per_sec')
     for row, key in [('keras', 'steady'), ('torch', 'steady')]:
         if queue and results.get(row):
