@@ -352,9 +352,28 @@ def _generate_image_and_label_batch(images, labels, min_queue_examples,
     return image_batch, label_batch
 
 
-def _print_filling(min_queue_examples):
+def _training_files(data_dir):
+    """Checks the training files and says how many examples the shuffling
+    keeps, as the original did before it started to train.
+
+    Args:
+      data_dir: Path to the CIFAR-10 data directory (cifar-10-batches-bin).
+
+    Returns:
+      filenames: the training files.
+      min_queue_examples: examples kept for shuffling.
+
+    Raises:
+      UserError: if a training file is missing, empty or truncated.
+    """
+    filenames = data_filenames(False, data_dir)
+    num_records = check_data_files(filenames)
+    # Ensure that the random shuffling has good mixing properties.
+    min_queue_examples = _min_queue_examples(NUM_EXAMPLES_PER_EPOCH_FOR_TRAIN,
+                                             num_records)
     print('Filling queue with %d CIFAR images before starting to train. '
           'This will take a few minutes.' % min_queue_examples, flush=True)
+    return filenames, min_queue_examples
 
 
 def distorted_inputs(data_dir, batch_size):
@@ -371,8 +390,7 @@ def distorted_inputs(data_dir, batch_size):
     Raises:
       UserError: if a training file is missing, empty or truncated.
     """
-    filenames = data_filenames(False, data_dir)
-    num_records = check_data_files(filenames)
+    filenames, min_queue_examples = _training_files(data_dir)
 
     with tf.name_scope('data_augmentation'):
         # Create a queue that produces the filenames to read.
@@ -382,11 +400,6 @@ def distorted_inputs(data_dir, batch_size):
         # and apply the random distortions to each image.
         labels, uint8images = read_cifar10_records(filename_queue, RECORDS_PER_READ)
         float_images = distort_images(uint8images)
-
-        # Ensure that the random shuffling has good mixing properties.
-        min_queue_examples = _min_queue_examples(NUM_EXAMPLES_PER_EPOCH_FOR_TRAIN,
-                                                 num_records)
-        _print_filling(min_queue_examples)
 
     # Generate a batch of images and labels by building up a queue of examples.
     return _generate_image_and_label_batch(float_images, labels,
@@ -412,11 +425,7 @@ def distorted_inputs_dataset(data_dir, batch_size):
     Raises:
       UserError: if a training file is missing, empty or truncated.
     """
-    filenames = data_filenames(False, data_dir)
-    num_records = check_data_files(filenames)
-    min_queue_examples = _min_queue_examples(NUM_EXAMPLES_PER_EPOCH_FOR_TRAIN,
-                                             num_records)
-    _print_filling(min_queue_examples)
+    filenames, min_queue_examples = _training_files(data_dir)
 
     with tf.name_scope('data_augmentation'):
         records = (tf.data.Dataset.from_tensor_slices(filenames)
