@@ -20,29 +20,16 @@ all of them, the model, and the download of the data set. Run
 `cifar10_train.py` to train and `cifar10_eval.py` to evaluate.
 """
 
-import hashlib
-import http.client
 import os
-import pathlib
 import re
-import shutil
 import sys
-import tarfile
-import tempfile
-import urllib.error
-import urllib.parse
-import urllib.request
 
 import numpy as np
 
+import cifar10_download
 import cifar10_input
+from cifar10_download import DATA_MD5, DATA_URL
 from cifar10_input import tf
-
-# The official binary release and its md5.
-DATA_URL = 'https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz'
-DATA_MD5 = 'c32a1d4ab5d03f1284b67883e8d87530'
-DOWNLOAD_TIMEOUT_SECS = 60
-DOWNLOAD_CHUNK_BYTES = 1 << 16
 
 FLAGS = tf.app.flags.FLAGS
 
@@ -588,10 +575,10 @@ def train(total_loss, global_step):
 def maybe_download_and_extract(data_dir=None, data_url=None, data_md5=None):
     """Download and extract the tarball from Alex's website, unless it is there.
 
-    Nothing is downloaded when <data_dir>/cifar-10-batches-bin/ or the tarball
-    is already there. A download goes to a temporary name and gets the
-    tarball's name only once complete and matching data_md5; extraction goes
-    to a temporary folder that is renamed into place once complete.
+    The tutorial's entry point to cifar10_download.maybe_download_and_extract:
+    nothing is downloaded when <data_dir>/cifar-10-batches-bin/ or the
+    tarball is already there, and nothing half-finished is ever left under
+    the final names.
 
     Args:
       data_dir: folder to download and extract into (default --data_dir).
@@ -602,197 +589,10 @@ def maybe_download_and_extract(data_dir=None, data_url=None, data_md5=None):
       UserError: offline, HTTP error, interrupted download, md5 mismatch,
         unsafe or damaged tarball; the message says what to do.
     """
-    data_dir = FLAGS.data_dir if data_dir is None else data_dir
-    data_url = FLAGS.data_url if data_url is None else data_url
-    data_md5 = FLAGS.data_md5 if data_md5 is None else data_md5
-    if os.path.isdir(os.path.join(data_dir, DATA_SUBDIR)):
-        return
-    if os.path.exists(os.path.join(data_dir, cifar10_input.TRAIN_FILES[0])):
-        raise UserError('--data_dir=%s is itself a %s folder: pass the folder '
-                        'that holds it, --data_dir=%s'
-                        % (data_dir, DATA_SUBDIR, os.path.dirname(
-                            os.path.abspath(data_dir))))
-    filename = os.path.basename(urllib.parse.urlparse(data_url).path)
-    filepath = os.path.join(data_dir, filename)
     try:
-        os.makedirs(data_dir, exist_ok=True)
-    except OSError as e:
-        raise UserError('cannot create --data_dir=%s (%s): choose a folder '
-                        'you can write to' % (data_dir, e)) from e
-    if os.path.exists(filepath):
-        _check_md5(filepath, _file_md5(filepath), data_md5,
-                   'it may be a partial or foreign file: delete it')
-    else:
-        _download(data_url, filepath, data_md5)
-    _extract(filepath, data_dir)
-
-
-def _file_md5(path):
-    """Computes a file's md5.
-
-    Args:
-      path: the file.
-
-    Returns:
-      The hex digest.
-    """
-    md5 = hashlib.md5()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(DOWNLOAD_CHUNK_BYTES), b''):
-            md5.update(chunk)
-    return md5.hexdigest()
-
-
-def _check_md5(path, actual_md5, expected_md5, advice):
-    """Refuses a tarball whose md5 differs from the expected one.
-
-    Args:
-      path: the tarball, for the message.
-      actual_md5: its md5.
-      expected_md5: the md5 it must have; empty to accept anything.
-      advice: what the user should do, for the message.
-
-    Raises:
-      UserError: on a mismatch.
-    """
-    if expected_md5 and actual_md5 != expected_md5:
-        raise UserError('%s has md5 %s, not the expected %s: %s, or pass '
-                        '--data_md5= for a tarball other than the official one'
-                        % (path, actual_md5, expected_md5, advice))
-
-
-def _offline_error(data_url, filepath, reason):
-    """Builds the error for a download that could not complete.
-
-    Args:
-      data_url: the URL that failed.
-      filepath: where the tarball belongs.
-      reason: what went wrong.
-
-    Returns:
-      A UserError that says where to put the data instead.
-    """
-    data_dir = os.path.dirname(filepath)
-    return UserError('cannot download %s (%s): check the connection, or put '
-                     '%s in %s, or its extracted %s/ folder there, and run again'
-                     % (data_url, reason, os.path.basename(filepath), data_dir,
-                        DATA_SUBDIR))
-
-
-def _download(data_url, filepath, data_md5):
-    """Downloads data_url to filepath, through a temporary file.
-
-    Args:
-      data_url: the URL.
-      filepath: the final path of the tarball.
-      data_md5: md5 the download must have; empty to skip the check.
-
-    Raises:
-      UserError: offline, HTTP error, interrupted transfer or md5 mismatch; no
-        file is left at filepath.
-    """
-    filename = os.path.basename(filepath)
-    partial_fd, partial_path = tempfile.mkstemp(
-        prefix='.%s.' % filename, suffix='.part', dir=os.path.dirname(filepath))
-    try:
-        with os.fdopen(partial_fd, 'wb') as partial:
-            try:
-                response = urllib.request.urlopen(data_url,
-                                                  timeout=DOWNLOAD_TIMEOUT_SECS)
-            except (OSError, http.client.HTTPException, ValueError) as e:
-                raise _offline_error(data_url, filepath, e) from e
-            with response:
-                expected_bytes = int(response.headers.get('Content-Length') or 0)
-                md5 = hashlib.md5()
-                received_bytes = 0
-                shown_percent = None
-                while True:
-                    try:
-                        chunk = response.read(DOWNLOAD_CHUNK_BYTES)
-                    except (OSError, http.client.HTTPException) as e:
-                        raise _offline_error(data_url, filepath, e) from e
-                    if not chunk:
-                        break
-                    partial.write(chunk)
-                    md5.update(chunk)
-                    received_bytes += len(chunk)
-                    if expected_bytes:
-                        percent = '%.1f' % (100.0 * received_bytes / expected_bytes)
-                        if percent != shown_percent:
-                            sys.stdout.write('\r>> Downloading %s %s%%'
-                                             % (filename, percent))
-                            sys.stdout.flush()
-                            shown_percent = percent
-            print()
-            if received_bytes < expected_bytes:
-                raise _offline_error(
-                    data_url, filepath, 'interrupted after %d of %d bytes'
-                    % (received_bytes, expected_bytes))
-        _check_md5(data_url, md5.hexdigest(), data_md5,
-                   'the download is damaged or not the CIFAR-10 release; it was '
-                   'removed, try again')
-        os.replace(partial_path, filepath)
-    finally:
-        if os.path.exists(partial_path):
-            os.remove(partial_path)
-    print('Successfully downloaded', filename, received_bytes, 'bytes.')
-
-
-def _check_tar_member(member, tarball):
-    """Refuses a tar member that could write outside the extraction folder.
-
-    Args:
-      member: a tarfile.TarInfo.
-      tarball: the tarball's path, for the message.
-
-    Raises:
-      UserError: for an absolute path, a '..' component, a link or a device.
-    """
-    path = pathlib.PurePosixPath(member.name)
-    if path.is_absolute() or '..' in path.parts:
-        raise UserError('refusing to extract %s: member %r has an absolute path '
-                        'or "..": delete the tarball and download the official '
-                        'one' % (tarball, member.name))
-    if not (member.isfile() or member.isdir()):
-        raise UserError('refusing to extract %s: member %r is a link or device, '
-                        'not a plain file: delete the tarball and download the '
-                        'official one' % (tarball, member.name))
-
-
-def _extract(tarball, data_dir):
-    """Extracts cifar-10-batches-bin/ from the tarball into data_dir, safely.
-
-    Every member is checked before anything is written, extraction goes to a
-    temporary folder inside data_dir, and cifar-10-batches-bin/ is renamed
-    into place only once complete.
-
-    Args:
-      tarball: path of the tarball.
-      data_dir: the folder to extract into.
-
-    Raises:
-      UserError: unsafe member, damaged tarball, or no cifar-10-batches-bin/.
-    """
-    staging_dir = tempfile.mkdtemp(prefix='.extracting-', dir=data_dir)
-    try:
-        with tarfile.open(tarball, 'r:gz') as tar:
-            members = tar.getmembers()
-            for member in members:
-                _check_tar_member(member, tarball)
-            safety_filter = {'filter': 'data'} if hasattr(tarfile, 'data_filter') else {}
-            tar.extractall(staging_dir, members=members, **safety_filter)
-        extracted_dir = os.path.join(staging_dir, DATA_SUBDIR)
-        if not os.path.isdir(extracted_dir):
-            raise UserError('%s holds no %s/ folder: it is not the CIFAR-10 '
-                            'binary release' % (tarball, DATA_SUBDIR))
-        try:
-            os.replace(extracted_dir, os.path.join(data_dir, DATA_SUBDIR))
-        except OSError:
-            # Another process (the evaluator beside the trainer) got there first.
-            if not os.path.isdir(os.path.join(data_dir, DATA_SUBDIR)):
-                raise
-    except (tarfile.TarError, EOFError, OSError) as e:
-        raise UserError('cannot extract %s (%s): delete it and download again'
-                        % (tarball, e)) from e
-    finally:
-        shutil.rmtree(staging_dir, ignore_errors=True)
+        cifar10_download.maybe_download_and_extract(
+            FLAGS.data_dir if data_dir is None else data_dir,
+            FLAGS.data_url if data_url is None else data_url,
+            FLAGS.data_md5 if data_md5 is None else data_md5)
+    except cifar10_download.DownloadError as e:
+        raise UserError(str(e)) from e

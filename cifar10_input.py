@@ -22,6 +22,8 @@ import sys
 import tempfile
 import types
 
+from cifar10_download import DATA_SUBDIR
+
 
 def _import_tensorflow_quietly():
     """Imports TensorFlow without its start-up chatter and deprecation warnings.
@@ -79,7 +81,6 @@ ORIGINAL_DEPTH = 3
 IMAGE_BYTES = ORIGINAL_HEIGHT * ORIGINAL_WIDTH * ORIGINAL_DEPTH
 RECORD_BYTES = LABEL_BYTES + IMAGE_BYTES
 
-DATA_SUBDIR = 'cifar-10-batches-bin'
 TRAIN_FILES = ['data_batch_%d.bin' % i for i in range(1, 6)]
 TEST_FILES = ['test_batch.bin']
 
