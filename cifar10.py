@@ -252,7 +252,7 @@ def _lrn(x):
     Returns:
       The normalized Tensor and its gradient function.
     """
-    depth = x.shape[-1]
+    depth = tf.compat.dimension_value(x.shape[-1])
     window = _channel_window_matrix(depth)
     flat = tf.reshape(x, [-1, depth])
     # d = bias + alpha * (sum of squares over the channel window).
@@ -392,7 +392,7 @@ def inference(images):
     with tf.variable_scope('local3') as scope:
         # Move everything into depth so we can perform a single matrix multiply.
         # The batch dimension is taken at run time, so any batch size works.
-        dim = int(np.prod(pool2.shape[1:]))
+        dim = pool2.shape[1:].num_elements()
         reshape = tf.reshape(pool2, [tf.shape(pool2)[0], dim])
         weights = _variable_with_weight_decay('weights', shape=[dim, 384],
                                               stddev=0.04, wd=0.004)

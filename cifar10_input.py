@@ -13,11 +13,20 @@ by the caller runs them. It is a library; run `cifar10_train.py` or
 Every data file is checked before any queue is built, so missing, empty or
 truncated data gives one clear error instead of a hang at "Filling queue".
 
-Importing it (or any module of the tutorial) imports TensorFlow quietly and
-switches off eager execution, so tf.compat.v1 behaves as TensorFlow 1 did.
+Importing it (or any module of the tutorial) imports TensorFlow quietly (see
+_import_tensorflow_quietly) and switches off eager execution, which the
+graphs, sessions and queue runners need. That is all it switches: the rest
+of TensorFlow 2's behaviour stays on (resource variables, v2 control flow,
+v2 tensor shapes). The tutorial works the same after the canonical TF1 start
+
+  import tensorflow.compat.v1 as tf
+  tf.disable_v2_behavior()
+
+which switches all of those to their TensorFlow 1 forms.
 """
 
 import os
+import re
 import sys
 import tempfile
 import types
@@ -28,39 +37,74 @@ from cifar10_download import DATA_SUBDIR
 def _import_tensorflow_quietly():
     """Imports TensorFlow without its start-up chatter and deprecation warnings.
 
-    TensorFlow prints C++ log lines while it loads, before any setting can
-    reach them, and the queue-runner API logs a deprecation warning at every
-    call. Both drown the tutorial's own output, so both are silenced, unless
-    the user set TF_CPP_MIN_LOG_LEVEL: then TensorFlow speaks as it usually
-    does. If the import fails, what TensorFlow printed is shown.
+    TensorFlow prints C++ log lines while it loads, and the queue-runner API
+    logs a Python deprecation warning at every call; both drown the
+    tutorial's own output. The C++ lines follow TF_CPP_MIN_LOG_LEVEL when the
+    user set it (1 hides INFO, 2 also WARNING, 3 also ERROR; unset, all are
+    hidden), also the start-up lines that TensorFlow prints before it reads
+    the variable. The Python deprecation warnings stay hidden unless
+    TF_CPP_MIN_LOG_LEVEL=0, which brings all of TensorFlow's output back. If
+    the import fails, everything it printed is shown.
 
     Returns:
       The tensorflow module.
     """
-    if 'TF_CPP_MIN_LOG_LEVEL' in os.environ or 'tensorflow' in sys.modules:
+    user_level = os.environ.get('TF_CPP_MIN_LOG_LEVEL')
+    if user_level == '0' or 'tensorflow' in sys.modules:
         import tensorflow
-        return tensorflow
-    os.environ['TF_CPP_MIN_LOG_LEVEL'] = '3'
+    else:
+        if user_level is None:
+            os.environ['TF_CPP_MIN_LOG_LEVEL'] = '3'
+        tensorflow, chatter = _import_with_stderr_held_back()
+        min_severity = int(user_level) if (user_level or '').isdigit() else 3
+        sys.stderr.write(_log_lines_at_or_above(chatter, min_severity))
+        sys.stderr.flush()
+    if user_level != '0':
+        tensorflow.compat.v1.logging.set_verbosity(tensorflow.compat.v1.logging.ERROR)
+    return tensorflow
+
+
+def _import_with_stderr_held_back():
+    """Imports TensorFlow with file descriptor 2 sent to a temporary file.
+
+    Returns (tensorflow, what it printed); if the import fails, what it
+    printed is shown before the error."""
     sys.stderr.flush()
     saved_stderr = os.dup(2)
-    with tempfile.TemporaryFile() as chatter:
-        os.dup2(chatter.fileno(), 2)
+    with tempfile.TemporaryFile() as held_back:
+        os.dup2(held_back.fileno(), 2)
         try:
             import tensorflow
         except BaseException:
             os.dup2(saved_stderr, 2)
-            chatter.seek(0)
-            sys.stderr.write(chatter.read().decode(errors='replace'))
+            held_back.seek(0)
+            sys.stderr.write(held_back.read().decode(errors='replace'))
             raise
         finally:
             os.dup2(saved_stderr, 2)
             os.close(saved_stderr)
-    tensorflow.compat.v1.logging.set_verbosity(tensorflow.compat.v1.logging.ERROR)
-    return tensorflow
+        held_back.seek(0)
+        return tensorflow, held_back.read().decode(errors='replace')
+
+
+def _log_lines_at_or_above(text, min_severity):
+    """Keeps the C++ log lines ('I0000 ...', 'W...', 'E...', 'F...') of at
+    least min_severity (0 INFO .. 3 FATAL), with their continuation lines."""
+    kept, severity = [], 0
+    for line in text.splitlines(keepends=True):
+        if re.match(r'[IWEF]\d{4} ', line):
+            severity = 'IWEF'.index(line[0])
+        elif line.startswith('WARNING: All log messages before absl::InitializeLog()'):
+            severity = -1  # absl's note about the lines that follow it.
+        if severity >= min_severity:
+            kept.append(line)
+    return ''.join(kept)
 
 
 tf = _import_tensorflow_quietly().compat.v1
-# The tutorial's world is TF1 graphs and queues: build graphs, not eager ops.
+# The tutorial builds graphs and runs them in sessions, which needs eager
+# execution off. Nothing else is switched: tf.disable_v2_behavior(), if the
+# user calls it, works too (see the module docstring).
 tf.disable_eager_execution()
 
 # Process images of this size. Note that this differs from the original CIFAR

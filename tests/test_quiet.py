@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+import pytest
 from helpers import REPO, script_env
 
 import cifar10
@@ -29,3 +30,33 @@ def test_tf_cpp_min_log_level_brings_tensorflow_chatter_back(synthetic_data_dir)
     result = build_pipeline(synthetic_data_dir, TF_CPP_MIN_LOG_LEVEL='0')
     assert 'is deprecated' in result.stderr
     assert 'I0000' in result.stderr  # TensorFlow's C++ start-up log lines.
+
+
+@pytest.mark.parametrize('level', ['1', '2', '3'])
+def test_a_users_tf_cpp_min_log_level_keeps_the_python_warnings_silenced(
+        synthetic_data_dir, level):
+    result = build_pipeline(synthetic_data_dir, TF_CPP_MIN_LOG_LEVEL=level)
+    assert 'is deprecated' not in result.stderr
+    assert result.stdout.startswith('Filling queue with 400 CIFAR images')
+
+
+@pytest.mark.parametrize('level', ['1', '2', '3'])
+def test_a_users_tf_cpp_min_log_level_hides_the_info_lines_of_the_import(
+        synthetic_data_dir, level):
+    result = build_pipeline(synthetic_data_dir, TF_CPP_MIN_LOG_LEVEL=level)
+    assert 'I0000' not in result.stderr
+    assert 'before absl::InitializeLog()' not in result.stderr
+
+
+def test_import_log_lines_are_filtered_by_severity_with_their_continuations():
+    printed = ('WARNING: All log messages before absl::InitializeLog() is called are written '
+               'to STDERR\n'
+               'I0000 00:00:1.1  1 port.cc:153] oneDNN custom operations are on.\n'
+               'W0000 00:00:1.2  1 cpu.cc:1] a warning\n'
+               'that goes on\n'
+               'E0000 00:00:1.3  1 util.cc:131] an error\n')
+    keep = cifar10.cifar10_input._log_lines_at_or_above
+    assert keep(printed, 1) == ('W0000 00:00:1.2  1 cpu.cc:1] a warning\nthat goes on\n'
+                                'E0000 00:00:1.3  1 util.cc:131] an error\n')
+    assert keep(printed, 2) == 'E0000 00:00:1.3  1 util.cc:131] an error\n'
+    assert keep(printed, 3) == ''
