@@ -20,11 +20,17 @@ all of them, the model, and the download of the data set. Run
 `cifar10_train.py` to train and `cifar10_eval.py` to evaluate.
 """
 
+import contextlib
+import errno
 import os
 import re
+import socket
+import struct
 import sys
+import time
 
 import numpy as np
+from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
 
 import cifar10_download
 import cifar10_input
@@ -74,6 +80,11 @@ LRN_DEPTH_RADIUS = 4
 LRN_BIAS = 1.0
 LRN_ALPHA = 0.001 / 9.0
 LRN_BETA = 0.75  # local_response_normalization's rsqrt form needs 0.75.
+
+# The lines of a TensorFlow error message that are not its reason.
+TENSORFLOW_ERROR_CONTEXT = (' ', '\t', 'Graph execution error', 'Detected at node', 'Node:',
+                            'Hint:', 'Original stack trace', 'Restoring from checkpoint failed',
+                            'Original error', '[[')
 
 # If a model is trained with multiple GPUs, prefix all Op names with tower_name
 # to differentiate the operations. Note that this prefix is removed from the
@@ -130,6 +141,159 @@ def run(main, *flag_modules):
             sys.exit(130)
 
     tf.app.run(main_with_one_line_errors)
+
+
+def restore_checkpoint(sess, saver, variables, checkpoint_path):
+    """Restores a checkpoint, telling a damaged one from another model's.
+
+    A checkpoint is damaged when its index or data file is missing, cut
+    short or altered (TensorFlow checks every block and tensor against its
+    checksum); one that reads well but lacks this model's variables, or holds
+    them in other shapes, was written by another model.
+
+    Args:
+      sess: the Session to restore into.
+      saver: the Saver built from variables.
+      variables: dict from the names in the checkpoint to the model's
+        variables, as the Saver was given them.
+      checkpoint_path: the checkpoint's path prefix (.../model.ckpt-1000).
+
+    Returns:
+      None once restored; else why the checkpoint is damaged, in one line.
+
+    Raises:
+      UserError: if the checkpoint reads well but does not fit this model.
+    """
+    if not tf.gfile.Exists(checkpoint_path + '.index'):
+        return 'its index file is missing'
+    try:
+        shapes = tf.train.load_checkpoint(checkpoint_path).get_variable_to_shape_map()
+    except (tf.errors.OpError, ValueError) as e:
+        return 'its index cannot be read: %s' % error_reason(e)
+    misfits = ['%s is missing' % name for name in variables if name not in shapes]
+    misfits += ['%s is %s, not %s' % (name, shapes[name], variable.shape.as_list())
+                for name, variable in variables.items()
+                if name in shapes and shapes[name] != variable.shape.as_list()]
+    if misfits:
+        raise UserError('%s does not fit this model (%s%s): it was written by another '
+                        'model; use a folder of this model\'s checkpoints'
+                        % (checkpoint_path, misfits[0],
+                           ' and %d more' % (len(misfits) - 1) if len(misfits) > 1 else ''))
+    try:
+        saver.restore(sess, checkpoint_path)
+    except (tf.errors.OpError, ValueError) as e:
+        return 'its data cannot be read: %s' % error_reason(e)
+    return None
+
+
+def error_reason(error):
+    """The line of a TensorFlow error message that says what went wrong.
+
+    Args:
+      error: an exception; a tf.errors.OpError's message has the reason
+        among lines about the graph node that raised it.
+
+    Returns:
+      One line.
+    """
+    message = getattr(error, 'message', None) or str(error)
+    lines = [line.strip() for line in message.splitlines()
+             if line.strip() and not line.startswith(TENSORFLOW_ERROR_CONTEXT)]
+    return lines[0] if lines else type(error).__name__
+
+
+def write_error(folder, error, advice):
+    """The one-line error for a failed write into folder: a full disk or
+    another OS error.
+
+    Args:
+      folder: the folder written to.
+      error: the exception the write raised.
+      advice: what the user should do, for the message.
+
+    Returns:
+      A UserError.
+    """
+    reason = error_reason(error)
+    if 'No space left on device' in reason or getattr(error, 'errno', None) == errno.ENOSPC:
+        reason = 'the disk is full (%s)' % reason
+    return UserError('cannot write to %s: %s; %s' % (folder, reason, advice))
+
+
+class SummaryWriter:
+    """Writes TensorBoard event files, as tf.summary.FileWriter does, but at once.
+
+    tf.summary.FileWriter writes from a thread and drops what a full disk
+    refuses without a word, leaving a cut-off event in the file. This writer
+    writes and flushes each event before it returns; when a write fails it
+    cuts the file back to its last whole event, closes it and raises.
+    """
+
+    def __init__(self, logdir, graph=None):
+        """Opens a new event file in logdir and writes the graph into it.
+
+        Args:
+          logdir: the folder, created if needed (a local path, or a URL such
+            as gs://... that tf.io.gfile opens).
+          graph: a tf.Graph to show in TensorBoard, or None.
+
+        Raises:
+          tf.errors.OpError or OSError: if the folder or the file cannot be written.
+        """
+        tf.gfile.MakeDirs(logdir)
+        self.path = os.path.join(logdir, 'events.out.tfevents.%010d.%s.%d' % (
+            time.time(), socket.gethostname(), os.getpid()))
+        self._local = '://' not in logdir
+        self._file = open(self.path, 'wb') if self._local else tf.io.gfile.GFile(self.path, 'wb')
+        self._whole_bytes = 0  # The file's size after its last whole event.
+        self._add_event(tf.Event(file_version='brain.Event:2'))
+        if graph is not None:
+            self._add_event(tf.Event(graph_def=graph.as_graph_def().SerializeToString()))
+
+    def _add_event(self, event):
+        if self._file is None:
+            raise ValueError('the event file %s is closed' % self.path)
+        event.wall_time = time.time()
+        data = event.SerializeToString()
+        # A record: length, its masked CRC-32C, the data, its masked CRC-32C.
+        header = struct.pack('<Q', len(data))
+        record = b''.join([header, struct.pack('<I', masked_crc32c(header)), data,
+                           struct.pack('<I', masked_crc32c(data))])
+        try:
+            self._file.write(record)
+            self._file.flush()
+        except (tf.errors.OpError, OSError):
+            event_file, self._file = self._file, None
+            with contextlib.suppress(tf.errors.OpError, OSError):
+                event_file.close()  # A local file is closed even when this fails.
+            if self._local:
+                os.truncate(self.path, self._whole_bytes)
+            raise
+        self._whole_bytes += len(record)
+
+    def add_summary(self, summary, global_step):
+        """Writes a summary at a step.
+
+        Args:
+          summary: a tf.Summary, or its serialized bytes (what a summary op gives).
+          global_step: the step to show it at.
+
+        Raises:
+          tf.errors.OpError or OSError: if the write fails; the file then ends
+            with the last whole event, and the writer is closed.
+        """
+        if isinstance(summary, bytes):
+            summary = tf.Summary.FromString(summary)
+        self._add_event(tf.Event(step=int(global_step), summary=summary))
+
+    def flush(self):
+        """Does nothing: every event is flushed when it is added."""
+
+    def close(self):
+        """Closes the event file."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
 
 def strip_tower_prefix(name):

@@ -37,8 +37,8 @@ FLAGS = tf.app.flags.FLAGS
 
 tf.app.flags.DEFINE_string('eval_dir', '/tmp/cifar10_eval',
                            """Directory where to write event logs.""")
-tf.app.flags.DEFINE_string('eval_data', 'test',
-                           """Either 'test' or 'train_eval'.""")
+tf.app.flags.DEFINE_enum('eval_data', 'test', ['test', 'train_eval'],
+                         """Either 'test' or 'train_eval'.""")
 tf.app.flags.DEFINE_string('checkpoint_dir', '/tmp/cifar10_train',
                            """Directory where to read model checkpoints.""")
 tf.app.flags.DEFINE_integer('eval_interval_secs', 60 * 5,
@@ -89,11 +89,15 @@ def build_eval_graph(eval_data):
     top_k_op = tf.nn.in_top_k(predictions=logits, targets=labels, k=1)
 
     # Restore the moving average version of the learned variables for eval.
-    variable_averages = tf.train.ExponentialMovingAverage(
-        cifar10.MOVING_AVERAGE_DECAY)
-    variables_to_restore = variable_averages.variables_to_restore()
-    saver = tf.train.Saver(variables_to_restore)
+    saver = tf.train.Saver(_averaged_variables())
     return top_k_op, saver
+
+
+def _averaged_variables():
+    """The dict that restores each weight's moving average (its shadow
+    variable in the checkpoint) into the weight."""
+    variable_averages = tf.train.ExponentialMovingAverage(cifar10.MOVING_AVERAGE_DECAY)
+    return variable_averages.variables_to_restore()
 
 
 def eval_once(saver, summary_writer, top_k_op, summary_op, checkpoint_path,
@@ -109,16 +113,26 @@ def eval_once(saver, summary_writer, top_k_op, summary_op, checkpoint_path,
       num_examples: how many examples to score; each record is read once.
 
     Returns:
-      The precision, or None if the checkpoint vanished while being read.
+      The precision, or None if the checkpoint is damaged or was deleted
+      while being read (a line says which).
+
+    Raises:
+      UserError: if the checkpoint does not fit this model, or the summary
+        cannot be written.
     """
     global_step = checkpoint_step(checkpoint_path)
     with tf.Session(config=cifar10.session_config()) as sess:
-        try:
-            saver.restore(sess, checkpoint_path)
-        except (tf.errors.NotFoundError, tf.errors.DataLossError):
+        damage = cifar10.restore_checkpoint(sess, saver, _averaged_variables(),
+                                            checkpoint_path)
+        if damage is not None and checkpoint_path not in _listed_checkpoints(
+                os.path.dirname(checkpoint_path)):
             print('%s: %s was deleted while being read (the trainer keeps only '
                   'the newest); moving on to the newest.'
                   % (datetime.now(), checkpoint_path), flush=True)
+            return None
+        if damage is not None:
+            print('%s: %s is damaged (%s); it is not scored.'
+                  % (datetime.now(), checkpoint_path, damage), flush=True)
             return None
         sess.run(tf.local_variables_initializer())
 
@@ -152,13 +166,34 @@ def eval_once(saver, summary_writer, top_k_op, summary_op, checkpoint_path,
     summary_proto = tf.Summary()
     summary_proto.ParseFromString(summary)
     summary_proto.value.add(tag='Precision @ 1', simple_value=precision)
-    summary_writer.add_summary(summary_proto, global_step)
-    summary_writer.flush()
+    try:
+        summary_writer.add_summary(summary_proto, global_step)
+        summary_writer.flush()
+    except (tf.errors.OpError, OSError) as e:
+        raise cifar10.write_error(FLAGS.eval_dir, e, 'the earlier evaluations in it are '
+                                  'intact: make room and run again') from e
     return precision
 
 
+def _listed_checkpoints(checkpoint_dir):
+    """The checkpoints that the 'checkpoint' file in checkpoint_dir lists,
+    oldest first, whether their files are there or not."""
+    state = tf.train.get_checkpoint_state(checkpoint_dir)
+    if not state:
+        return []
+    paths = list(state.all_model_checkpoint_paths)
+    if state.model_checkpoint_path not in paths:
+        paths.append(state.model_checkpoint_path)
+    return paths
+
+
 def evaluate():
-    """Eval CIFAR-10 for a number of steps, once per new checkpoint."""
+    """Eval CIFAR-10 for a number of steps, once per new checkpoint.
+
+    Raises:
+      UserError: if a data file is bad, with --run_once if no checkpoint
+        restores, or if a checkpoint does not fit this model.
+    """
     eval_data = FLAGS.eval_data == 'test'
     filenames = cifar10_input.data_filenames(
         eval_data, os.path.join(FLAGS.data_dir, cifar10.DATA_SUBDIR))
@@ -174,39 +209,66 @@ def evaluate():
 
         # Build the summary operation based on the TF collection of Summaries.
         summary_op = tf.summary.merge_all()
-        summary_writer = tf.summary.FileWriter(FLAGS.eval_dir, g)
+        try:
+            summary_writer = cifar10.SummaryWriter(FLAGS.eval_dir, g)
+        except (tf.errors.OpError, OSError) as e:
+            raise cifar10.write_error(FLAGS.eval_dir, e, 'make room and run again') from e
 
-        last_evaluated = None
-        said_waiting = False
-        last_new_checkpoint_time = time.time()
-        while True:
-            checkpoint_path = tf.train.latest_checkpoint(FLAGS.checkpoint_dir)
-            if checkpoint_path is None and FLAGS.run_once:
-                raise cifar10.UserError('No checkpoint file found in %s'
-                                        % FLAGS.checkpoint_dir)
-            if checkpoint_path is None and not said_waiting:
-                said_waiting = True
-                print('No checkpoint file found in %s yet: waiting for the '
-                      'trainer.' % FLAGS.checkpoint_dir, flush=True)
-            if checkpoint_path is not None and checkpoint_path != last_evaluated:
-                last_evaluated = checkpoint_path
-                last_new_checkpoint_time = time.time()
-                precision = eval_once(saver, summary_writer, top_k_op, summary_op,
-                                      checkpoint_path, num_examples)
-                if precision is None:
-                    continue  # Deleted under us: look again for the newest.
+        def score(checkpoint_path):
+            return eval_once(saver, summary_writer, top_k_op, summary_op, checkpoint_path,
+                             num_examples)
+
+        try:
             if FLAGS.run_once:
-                break
-            waited = time.time() - last_new_checkpoint_time
-            if FLAGS.timeout is not None and waited >= FLAGS.timeout:
-                print('No new checkpoint in %s for %d seconds: stopping.'
-                      % (FLAGS.checkpoint_dir, FLAGS.timeout), flush=True)
-                break
-            sleep_secs = FLAGS.eval_interval_secs
-            if FLAGS.timeout is not None:
-                sleep_secs = min(sleep_secs, FLAGS.timeout - waited)
-            time.sleep(sleep_secs)
-        summary_writer.close()
+                _evaluate_newest_whole_checkpoint(score)
+            else:
+                _evaluate_each_new_checkpoint(score)
+        finally:
+            summary_writer.close()
+
+
+def _evaluate_newest_whole_checkpoint(score):
+    """Scores the newest checkpoint that restores, passing over damaged ones."""
+    paths = _listed_checkpoints(FLAGS.checkpoint_dir)
+    if not paths:
+        raise cifar10.UserError('No checkpoint file found in %s' % FLAGS.checkpoint_dir)
+    for checkpoint_path in reversed(paths):
+        if score(checkpoint_path) is not None:
+            return
+    raise cifar10.UserError('no checkpoint in %s restores: all %d are damaged or gone'
+                            % (FLAGS.checkpoint_dir, len(paths)))
+
+
+def _evaluate_each_new_checkpoint(score):
+    """Polls --checkpoint_dir and scores each new checkpoint once, until
+    --timeout seconds pass without a new one (counted from the end of the
+    last evaluation, so a slow evaluation does not eat the timeout)."""
+    last_evaluated = None
+    said_waiting = False
+    idle_since = time.time()
+    while True:
+        listed = _listed_checkpoints(FLAGS.checkpoint_dir)
+        checkpoint_path = listed[-1] if listed else None
+        if checkpoint_path is None and not said_waiting:
+            said_waiting = True
+            print('No checkpoint file found in %s yet: waiting for the '
+                  'trainer.' % FLAGS.checkpoint_dir, flush=True)
+        if checkpoint_path is not None and checkpoint_path != last_evaluated:
+            last_evaluated = checkpoint_path
+            precision = score(checkpoint_path)
+            idle_since = time.time()
+            if (precision is None
+                    and checkpoint_path not in _listed_checkpoints(FLAGS.checkpoint_dir)):
+                continue  # Deleted under us: look again for the newest.
+        waited = time.time() - idle_since
+        if FLAGS.timeout is not None and waited >= FLAGS.timeout:
+            print('No new checkpoint in %s for %d seconds: stopping.'
+                  % (FLAGS.checkpoint_dir, FLAGS.timeout), flush=True)
+            return
+        sleep_secs = FLAGS.eval_interval_secs
+        if FLAGS.timeout is not None:
+            sleep_secs = min(sleep_secs, FLAGS.timeout - waited)
+        time.sleep(sleep_secs)
 
 
 def main(argv=None):  # pylint: disable=unused-argument

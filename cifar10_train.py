@@ -82,12 +82,19 @@ def _graceful_stop():
             signal.signal(signum, handler)
 
 
-def restore_or_initialize(sess, saver, global_step, checkpoint_dir):
-    """Restores the latest checkpoint in checkpoint_dir, or initializes.
+def restore_or_initialize(sess, saver, variables, global_step, checkpoint_dir):
+    """Restores the newest checkpoint in checkpoint_dir that is whole, or initializes.
+
+    A damaged checkpoint (one line says which and why) is passed over for
+    the one before it; when none restores, training starts from scratch.
+    Nothing is deleted: a damaged checkpoint newer than the one restored is
+    left in place, out of the Saver's rotation, until training reaches its
+    step again and saves over it.
 
     Args:
       sess: the Session.
       saver: a tf.train.Saver of the model's variables.
+      variables: the dict from checkpoint names to variables the Saver saves.
       global_step: the global step variable.
       checkpoint_dir: where the checkpoints are.
 
@@ -95,27 +102,78 @@ def restore_or_initialize(sess, saver, global_step, checkpoint_dir):
       The global step to continue from.
 
     Raises:
-      UserError: if the latest checkpoint does not fit this model.
+      UserError: if a checkpoint does not fit this model.
     """
     state = tf.train.get_checkpoint_state(checkpoint_dir)
-    if state and state.model_checkpoint_path:
-        try:
-            saver.restore(sess, state.model_checkpoint_path)
-        except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError) as e:
-            raise cifar10.UserError(
-                'cannot resume from %s, it does not fit this model (%s): use '
-                'another --train_dir' % (state.model_checkpoint_path,
-                                         e.message.splitlines()[0])) from e
-        # Old checkpoints keep being rotated out after a restart.
-        saver.recover_last_checkpoints(list(state.all_model_checkpoint_paths))
-        step = int(sess.run(global_step))
-        print('Resuming from %s at step %d.' % (state.model_checkpoint_path, step),
-              flush=True)
+    paths = list(state.all_model_checkpoint_paths) if state else []
+    if state and state.model_checkpoint_path not in paths:
+        paths.append(state.model_checkpoint_path)
+    for newest in range(len(paths) - 1, -1, -1):
+        damage = cifar10.restore_checkpoint(sess, saver, variables, paths[newest])
+        if damage is None:
+            # Old checkpoints keep being rotated out after a restart.
+            saver.recover_last_checkpoints(paths[:newest + 1])
+            step = int(sess.run(global_step))
+            print('Resuming from %s at step %d.' % (paths[newest], step), flush=True)
+            break
+        print('%s is damaged (%s): passing over it.' % (paths[newest], damage), flush=True)
     else:
+        if paths:
+            print('No checkpoint in %s restores: training from scratch.' % checkpoint_dir,
+                  flush=True)
         sess.run(tf.global_variables_initializer())
         step = 0
     sess.run(tf.local_variables_initializer())
     return step
+
+
+def _remove_partial_checkpoint(checkpoint_path, step):
+    """Removes what a failed save of model.ckpt-<step> left: its temporary
+    files, and its own files unless they belong to a listed checkpoint."""
+    prefix = '%s-%d' % (checkpoint_path, step)
+    partial = tf.gfile.Glob(prefix + '*tempstate*') + tf.gfile.Glob(prefix + '_temp*')
+    partial += tf.gfile.Glob(os.path.join(os.path.dirname(checkpoint_path), 'checkpoint.tmp*'))
+    state = tf.train.get_checkpoint_state(os.path.dirname(checkpoint_path))
+    listed = [os.path.basename(p) for p in state.all_model_checkpoint_paths] if state else []
+    if os.path.basename(prefix) not in listed:
+        partial += tf.gfile.Glob(prefix + '.index') + tf.gfile.Glob(prefix + '.data-*')
+    for path in partial:
+        with contextlib.suppress(tf.errors.NotFoundError):  # TensorFlow got there first.
+            if tf.gfile.IsDirectory(path):
+                tf.gfile.DeleteRecursively(path)
+            else:
+                tf.gfile.Remove(path)
+
+
+def _write_failure(error):
+    """The UserError for a checkpoint or event file that could not be written."""
+    latest = tf.train.latest_checkpoint(FLAGS.train_dir)
+    if latest:
+        kept = ('the last good checkpoint, %s, is intact: make room and run again to '
+                'resume from it' % latest)
+    else:
+        kept = 'no checkpoint was written yet: make room and run again'
+    return cifar10.write_error(FLAGS.train_dir, error, kept)
+
+
+def save_checkpoint(sess, saver, checkpoint_path, step):
+    """Saves model.ckpt-<step>, or leaves nothing of it behind.
+
+    Args:
+      sess: the Session.
+      saver: the Saver.
+      checkpoint_path: the path prefix, <train_dir>/model.ckpt.
+      step: the global step.
+
+    Raises:
+      UserError: if the disk is full or the write fails otherwise; the
+        earlier checkpoints are left as they were.
+    """
+    try:
+        saver.save(sess, checkpoint_path, global_step=step, write_meta_graph=False)
+    except (tf.errors.OpError, OSError) as e:
+        _remove_partial_checkpoint(checkpoint_path, step)
+        raise _write_failure(e) from e
 
 
 def train_loop(train_op, loss, global_step, num_towers=1, summary_op=None,
@@ -126,7 +184,9 @@ def train_loop(train_op, loss, global_step, num_towers=1, summary_op=None,
     --log_frequency steps, writes summaries every SAVE_SUMMARY_STEPS steps,
     saves model.ckpt-<step> every --save_checkpoint_steps steps, at the last
     step and when Ctrl-C or SIGTERM asks it to stop. A NaN loss stops it
-    without saving, so the last checkpoint stays the last good one.
+    without saving, so the last checkpoint stays the last good one; so does
+    a checkpoint or event file that cannot be written (a full disk), and
+    nothing half-written is left behind.
 
     Args:
       train_op: op that runs one training step and increments global_step.
@@ -138,11 +198,13 @@ def train_loop(train_op, loss, global_step, num_towers=1, summary_op=None,
 
     Raises:
       FloatingPointError: if the loss becomes NaN.
-      UserError: if the latest checkpoint does not fit this model.
+      UserError: if a checkpoint does not fit this model, or a checkpoint or
+        event file cannot be written.
     """
     tf.gfile.MakeDirs(FLAGS.train_dir)
     checkpoint_path = os.path.join(FLAGS.train_dir, CHECKPOINT_BASENAME)
-    saver = tf.train.Saver(max_to_keep=MAX_CHECKPOINTS_TO_KEEP,
+    variables = {variable.op.name: variable for variable in tf.global_variables()}
+    saver = tf.train.Saver(variables, max_to_keep=MAX_CHECKPOINTS_TO_KEEP,
                            save_relative_paths=True)
     if summary_op is None:
         summary_op = tf.summary.merge_all()
@@ -150,12 +212,15 @@ def train_loop(train_op, loss, global_step, num_towers=1, summary_op=None,
         config = cifar10.session_config(FLAGS.log_device_placement)
 
     with tf.Session(config=config) as sess, _graceful_stop() as stop_signals:
-        step = restore_or_initialize(sess, saver, global_step, FLAGS.train_dir)
+        step = restore_or_initialize(sess, saver, variables, global_step, FLAGS.train_dir)
         if step >= FLAGS.max_steps:
             print('Step %d already reaches --max_steps=%d: nothing to train.'
                   % (step, FLAGS.max_steps))
             return
-        summary_writer = tf.summary.FileWriter(FLAGS.train_dir, sess.graph)
+        try:
+            summary_writer = cifar10.SummaryWriter(FLAGS.train_dir, sess.graph)
+        except (tf.errors.OpError, OSError) as e:
+            raise _write_failure(e) from e
         coord = tf.train.Coordinator()
         threads = tf.train.start_queue_runners(sess=sess, coord=coord)
         saved_step = step
@@ -165,7 +230,10 @@ def train_loop(train_op, loss, global_step, num_towers=1, summary_op=None,
                    and not coord.should_stop()):
                 if summary_op is not None and step % SAVE_SUMMARY_STEPS == 0:
                     _, loss_value, summary = sess.run([train_op, loss, summary_op])
-                    summary_writer.add_summary(summary, step)
+                    try:
+                        summary_writer.add_summary(summary, step)
+                    except (tf.errors.OpError, OSError) as e:
+                        raise _write_failure(e) from e
                 else:
                     _, loss_value = sess.run([train_op, loss])
                 if np.isnan(loss_value):
@@ -190,12 +258,10 @@ def train_loop(train_op, loss, global_step, num_towers=1, summary_op=None,
 
                 step += 1
                 if step % FLAGS.save_checkpoint_steps == 0:
-                    saver.save(sess, checkpoint_path, global_step=step,
-                               write_meta_graph=False)
+                    save_checkpoint(sess, saver, checkpoint_path, step)
                     saved_step = step
             if saved_step != step or not saver.last_checkpoints:
-                saver.save(sess, checkpoint_path, global_step=step,
-                           write_meta_graph=False)
+                save_checkpoint(sess, saver, checkpoint_path, step)
             if stop_signals:
                 print('Stopped by signal %d at step %d; the checkpoint is saved.'
                       % (stop_signals[0], step), flush=True)
