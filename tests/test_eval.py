@@ -5,8 +5,7 @@ import shutil
 import numpy as np
 import pytest
 from absl.testing import flagsaver
-from helpers import run_script
-from tensorboard.backend.event_processing import event_accumulator
+from helpers import read_events, run_script
 
 import cifar10_eval
 from cifar10 import tf
@@ -28,15 +27,6 @@ def publish_checkpoint(source_dir, target_dir, step):
     paths = list(state.all_model_checkpoint_paths) if state else []
     latest = str(target_dir / ('model.ckpt-%d' % step))
     tf.train.update_checkpoint_state(str(target_dir), latest, paths + [latest])
-
-
-def precision_events(eval_dir):
-    """The 'Precision @ 1' events in eval_dir, read with TensorBoard's reader."""
-    accumulator = event_accumulator.EventAccumulator(str(eval_dir))
-    accumulator.Reload()
-    if 'Precision @ 1' not in accumulator.Tags()['scalars']:
-        return []
-    return accumulator.Scalars('Precision @ 1')
 
 
 def test_run_once_without_a_checkpoint_says_so_and_exits_nonzero(synthetic_data_dir, tmp_path):
@@ -77,7 +67,7 @@ def test_precision_counts_exactly_num_examples_not_the_padded_last_batch(tmp_pat
                                            checkpoint, num_examples=25)
         writer.close()
     assert precision == pytest.approx(10 / 25)  # Padded counting gives 10 / 30.
-    [event] = precision_events(tmp_path / 'eval')
+    [event] = read_events(tmp_path / 'eval').Scalars('Precision @ 1')
     assert (event.step, event.value) == (7, pytest.approx(0.4))
 
 
@@ -96,7 +86,8 @@ def test_eval_scores_each_new_checkpoint_once_while_polling(
     assert returncode == 0, output
     assert output.count('precision @ 1 = ') == 2
     assert 'No new checkpoint in %s for 4 seconds: stopping.' % checkpoint_dir in output
-    assert [event.step for event in precision_events(tmp_path / 'eval')] == [50, 100]
+    precision_events = read_events(tmp_path / 'eval').Scalars('Precision @ 1')
+    assert [event.step for event in precision_events] == [50, 100]
 
 
 def test_eval_survives_a_checkpoint_deleted_while_it_reads(
@@ -118,4 +109,5 @@ def test_eval_survives_a_checkpoint_deleted_while_it_reads(
     returncode, output = evaluator.finish()
 
     assert returncode == 0, output
-    assert [event.step for event in precision_events(tmp_path / 'eval')] == [150]
+    precision_events = read_events(tmp_path / 'eval').Scalars('Precision @ 1')
+    assert [event.step for event in precision_events] == [150]

@@ -9,8 +9,7 @@ from datetime import datetime
 import numpy as np
 import pytest
 from absl.testing import flagsaver
-from helpers import MULTI_TOWER_FLAGS, checkpoint_steps, logged_steps, run_script
-from tensorboard.backend.event_processing import event_accumulator
+from helpers import MULTI_TOWER_FLAGS, checkpoint_steps, logged_steps, read_events, run_script
 
 import cifar10
 import cifar10_multi_gpu_train
@@ -149,14 +148,8 @@ def test_eval_scores_a_multi_tower_checkpoint_far_above_chance(
     assert float(re.search(r'precision @ 1 = ([\d.]+)', result.stdout).group(1)) > 0.6
 
 
-def tags(log_dir):
-    accumulator = event_accumulator.EventAccumulator(str(log_dir))
-    accumulator.Reload()
-    return accumulator
-
-
 def test_summaries_carry_the_single_device_tags_from_one_tower(multi_tower_run, trained_run):
-    multi, single = tags(multi_tower_run[0]), tags(trained_run[0])
+    multi, single = read_events(multi_tower_run[0]), read_events(trained_run[0])
     for kind in ('scalars', 'histograms', 'images'):
         # The queue-fill fractions name the queue sizes, which the batch sets.
         model_tags = {tag for tag in single.Tags()[kind] if 'fraction_' not in tag}
@@ -166,7 +159,7 @@ def test_summaries_carry_the_single_device_tags_from_one_tower(multi_tower_run, 
 
 
 def test_one_input_pipeline_feeds_a_queue_of_two_batches_per_tower(multi_tower_run):
-    graph = tags(multi_tower_run[0]).Graph()
+    graph = read_events(multi_tower_run[0]).Graph()
     readers = [node for node in graph.node if node.op.startswith('FixedLengthRecordReader')]
     [batch_queue] = [node for node in graph.node if node.name == 'batch_queue']
     assert len(readers) == 1
