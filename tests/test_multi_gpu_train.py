@@ -113,6 +113,10 @@ def test_two_towers_drive_the_loss_down(multi_tower_run):
     _, result = multi_tower_run
     losses = [loss for _, loss in logged_steps(result.stdout)]
     assert statistics.median(losses[-5:]) < losses[0] - 1.0  # Robust to a late spike.
+
+
+def test_multi_tower_output_is_free_of_tensorflow_chatter(multi_tower_run):
+    _, result = multi_tower_run
     assert result.stderr == ''
 
 
@@ -121,6 +125,8 @@ def test_log_line_counts_the_examples_of_all_towers(multi_tower_run):
     lines = re.findall(r'^(\S+ \S+): step (\d+), .*\((\S+) examples/sec; (\S+) sec/batch\)$',
                        result.stdout, re.MULTILINE)
     towers, batch = MULTI_TOWER_FLAGS['num_gpus'], MULTI_TOWER_FLAGS['batch_size']
+    # Fifteen lines, so that the loop below checks thirteen intervals.
+    assert [int(step) for _, step, _, _ in lines] == list(range(0, 150, 10))
     for (previous, *_), (stamp, _, examples_per_sec, sec_per_batch) in zip(
             lines[1:], lines[2:], strict=False):
         interval = (datetime.fromisoformat(stamp)
@@ -153,6 +159,7 @@ def test_summaries_carry_the_single_device_tags_from_one_tower(multi_tower_run, 
     for kind in ('scalars', 'histograms', 'images'):
         # The queue-fill fractions name the queue sizes, which the batch sets.
         model_tags = {tag for tag in single.Tags()[kind] if 'fraction_' not in tag}
+        assert model_tags, kind
         assert model_tags <= set(multi.Tags()[kind]), kind
         assert not any('tower' in tag for tag in multi.Tags()[kind])
     assert 'batch_queue/fraction_of_4_full' in multi.Tags()['scalars']
