@@ -85,8 +85,10 @@ def build_eval_graph(eval_data):
     # inference model.
     logits = cifar10.inference(images)
 
-    # Calculate predictions.
-    top_k_op = tf.nn.in_top_k(predictions=logits, targets=labels, k=1)
+    # Calculate predictions (in_top_k takes float32 only: --use_fp16 logits
+    # are cast).
+    top_k_op = tf.nn.in_top_k(predictions=tf.cast(logits, tf.float32),
+                              targets=labels, k=1)
 
     # Restore the moving average version of the learned variables for eval.
     variable_averages = tf.train.ExponentialMovingAverage(
