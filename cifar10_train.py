@@ -82,6 +82,29 @@ def _graceful_stop():
             signal.signal(signum, handler)
 
 
+def _checkpoint_mismatch(checkpoint_path):
+    """Says which of the graph's variables the checkpoint lacks or holds with
+    another shape or dtype, or returns None if it has them all as they are.
+
+    Checked before restoring: restored from a tensor of another shape, a
+    resource variable silently takes that shape, and the first step fails.
+    """
+    reader = tf.train.load_checkpoint(checkpoint_path)
+    shapes = reader.get_variable_to_shape_map()
+    dtypes = reader.get_variable_to_dtype_map()
+    for variable in tf.global_variables():
+        name = variable.op.name
+        if name not in shapes:
+            return 'it has no variable %s' % name
+        if shapes[name] != variable.shape.as_list():
+            return '%s has shape %s there, %s here' % (name, shapes[name],
+                                                       variable.shape.as_list())
+        if dtypes[name] != variable.dtype.base_dtype:
+            return '%s is %s there, %s here' % (name, dtypes[name].name,
+                                                variable.dtype.base_dtype.name)
+    return None
+
+
 def restore_or_initialize(sess, saver, global_step, checkpoint_dir):
     """Restores the latest checkpoint in checkpoint_dir, or initializes.
 
@@ -100,12 +123,15 @@ def restore_or_initialize(sess, saver, global_step, checkpoint_dir):
     state = tf.train.get_checkpoint_state(checkpoint_dir)
     if state and state.model_checkpoint_path:
         try:
-            saver.restore(sess, state.model_checkpoint_path)
+            mismatch = _checkpoint_mismatch(state.model_checkpoint_path)
+            if mismatch is None:
+                saver.restore(sess, state.model_checkpoint_path)
         except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError) as e:
+            mismatch = e.message.splitlines()[0]
+        if mismatch is not None:
             raise cifar10.UserError(
                 'cannot resume from %s, it does not fit this model (%s): use '
-                'another --train_dir' % (state.model_checkpoint_path,
-                                         e.message.splitlines()[0])) from e
+                'another --train_dir' % (state.model_checkpoint_path, mismatch))
         # Old checkpoints keep being rotated out after a restart.
         saver.recover_last_checkpoints(list(state.all_model_checkpoint_paths))
         step = int(sess.run(global_step))
