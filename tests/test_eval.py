@@ -1,11 +1,12 @@
 """The evaluator: checkpoints, moving averages, counting and polling."""
 
+import re
 import shutil
 
 import numpy as np
 import pytest
 from absl.testing import flagsaver
-from helpers import read_events, run_script
+from helpers import DATA_SUBDIR, TEST_FILE, read_events, run_script
 
 import cifar10_eval
 from cifar10 import tf
@@ -34,6 +35,25 @@ def test_run_once_without_a_checkpoint_says_so_and_exits_nonzero(synthetic_data_
         synthetic_data_dir, tmp_path / 'empty', tmp_path / 'eval', run_once=True))
     assert result.returncode != 0
     assert 'No checkpoint file found in %s' % (tmp_path / 'empty') in result.stderr
+
+
+def test_train_eval_scores_the_training_files_not_the_test_file(
+        trained_run, synthetic_data_dir, tmp_path):
+    # The training files the model learned; a test file whose labels are all
+    # off by one, on which that model scores badly.
+    data_dir = tmp_path / 'data'
+    shutil.copytree(synthetic_data_dir, data_dir)
+    test_file = data_dir / DATA_SUBDIR / TEST_FILE
+    records = np.frombuffer(test_file.read_bytes(), np.uint8).reshape(-1, 3073).copy()
+    records[:, 0] = (records[:, 0] + 1) % 10
+    test_file.write_bytes(records.tobytes())
+
+    result = run_script('cifar10_eval.py', *eval_flags(
+        data_dir, trained_run[0], tmp_path / 'eval', eval_data='train_eval', run_once=True))
+    assert result.returncode == 0, result.stderr
+    assert ('The train_eval data holds 1000 records, fewer than --num_examples=10000: each '
+            'record is scored once.') in result.stdout
+    assert float(re.search(r'precision @ 1 = ([\d.]+)', result.stdout).group(1)) > 0.6
 
 
 def test_eval_restores_the_moving_averages_into_the_model(trained_run, synthetic_data_dir):
