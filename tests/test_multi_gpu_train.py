@@ -173,6 +173,22 @@ def test_one_input_pipeline_feeds_a_queue_of_two_batches_per_tower(multi_tower_r
     assert batch_queue.attr['capacity'].i == 2 * MULTI_TOWER_FLAGS['num_gpus']
 
 
+def test_towers_train_through_the_tf_data_pipeline(synthetic_data_dir, tmp_path):
+    result = run_script('cifar10_multi_gpu_train.py', '--input_pipeline=dataset',
+                        '--data_dir=%s' % synthetic_data_dir, '--train_dir=%s' % tmp_path,
+                        '--device_type=cpu', '--num_gpus=2', '--batch_size=16',
+                        '--max_steps=20', '--save_checkpoint_steps=10', '--log_frequency=5')
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ''
+    assert [step for step, _ in logged_steps(result.stdout)] == [0, 5, 10, 15]
+    assert checkpoint_steps(tmp_path) == [10, 20]
+    graph = read_events(tmp_path).Graph()
+    ops = {node.op for node in graph.node} | {
+        node.op for function in graph.library.function for node in function.node_def}
+    assert 'FixedLengthRecordDatasetV2' in ops
+    assert not any(op.startswith('FixedLengthRecordReader') for op in ops)
+
+
 @pytest.fixture
 def multi_tower_train_dir(tmp_path, multi_tower_run):
     copy = tmp_path / 'multi'
