@@ -119,7 +119,8 @@ def run(main, *flag_modules):
     """Parses the flags and runs main, as tf.app.run does.
 
     Makes --help list the shared flags of this module and of flag_modules
-    beside the script's own, also when the script runs as a console script.
+    beside the script's own, also when the script runs as a console script,
+    and print the script's docstring as written.
     A UserError or a NaN loss ends the script with its message on one line
     and exit status 1; a Ctrl-C that main does not handle, with status 130.
 
@@ -128,6 +129,10 @@ def run(main, *flag_modules):
       *flag_modules: further modules whose flags the script uses.
     """
     script = sys.modules[main.__module__]
+    if script.__name__ == '__main__' and script.__doc__:
+        # absl's --help %-formats the docstring with the program's name,
+        # which garbles a '%' followed by text ("~86% accuracy").
+        script.__doc__ = script.__doc__.replace('%', '%%')
     for module in (script, sys.modules[__name__]) + flag_modules:
         for flag in FLAGS.get_key_flags_for_module(module):
             FLAGS.register_key_flag_for_module(sys.argv[0], flag)
@@ -143,13 +148,15 @@ def run(main, *flag_modules):
     tf.app.run(main_with_one_line_errors)
 
 
-def restore_checkpoint(sess, saver, variables, checkpoint_path):
+def restore_checkpoint(sess, saver, variables, checkpoint_path, misfit_error):
     """Restores a checkpoint, telling a damaged one from another model's.
 
     A checkpoint is damaged when its index or data file is missing, cut
     short or altered (TensorFlow checks every block and tensor against its
-    checksum); one that reads well but lacks this model's variables, or holds
-    them in other shapes, was written by another model.
+    checksum). One that reads well but lacks a variable of this model, or
+    holds it in another shape or dtype, was written by another model: it is
+    refused before restoring, since a variable restored from another shape
+    silently takes that shape.
 
     Args:
       sess: the Session to restore into.
@@ -157,28 +164,35 @@ def restore_checkpoint(sess, saver, variables, checkpoint_path):
       variables: dict from the names in the checkpoint to the model's
         variables, as the Saver was given them.
       checkpoint_path: the checkpoint's path prefix (.../model.ckpt-1000).
+      misfit_error: the message for a checkpoint of another model, with two
+        %s for the checkpoint and what does not fit.
 
     Returns:
       None once restored; else why the checkpoint is damaged, in one line.
 
     Raises:
-      UserError: if the checkpoint reads well but does not fit this model.
+      UserError: with misfit_error, if the checkpoint does not fit this model.
     """
     if not tf.gfile.Exists(checkpoint_path + '.index'):
         return 'its index file is missing'
     try:
-        shapes = tf.train.load_checkpoint(checkpoint_path).get_variable_to_shape_map()
+        reader = tf.train.load_checkpoint(checkpoint_path)
+        shapes = reader.get_variable_to_shape_map()
+        dtypes = reader.get_variable_to_dtype_map()
     except (tf.errors.OpError, ValueError) as e:
         return 'its index cannot be read: %s' % error_reason(e)
-    misfits = ['%s is missing' % name for name in variables if name not in shapes]
-    misfits += ['%s is %s, not %s' % (name, shapes[name], variable.shape.as_list())
-                for name, variable in variables.items()
-                if name in shapes and shapes[name] != variable.shape.as_list()]
-    if misfits:
-        raise UserError('%s does not fit this model (%s%s): it was written by another '
-                        'model; use a folder of this model\'s checkpoints'
-                        % (checkpoint_path, misfits[0],
-                           ' and %d more' % (len(misfits) - 1) if len(misfits) > 1 else ''))
+    for name, variable in variables.items():
+        if name not in shapes:
+            misfit = 'it has no variable %s' % name
+        elif shapes[name] != variable.shape.as_list():
+            misfit = '%s has shape %s there, %s here' % (name, shapes[name],
+                                                       variable.shape.as_list())
+        elif dtypes[name] != variable.dtype.base_dtype:
+            misfit = '%s is %s there, %s here' % (name, dtypes[name].name,
+                                                variable.dtype.base_dtype.name)
+        else:
+            continue
+        raise UserError(misfit_error % (checkpoint_path, misfit))
     try:
         saver.restore(sess, checkpoint_path)
     except (tf.errors.OpError, ValueError) as e:

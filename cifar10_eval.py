@@ -85,8 +85,10 @@ def build_eval_graph(eval_data):
     # inference model.
     logits = cifar10.inference(images)
 
-    # Calculate predictions.
-    top_k_op = tf.nn.in_top_k(predictions=logits, targets=labels, k=1)
+    # Calculate predictions (in_top_k takes float32 only: --use_fp16 logits
+    # are cast).
+    top_k_op = tf.nn.in_top_k(predictions=tf.cast(logits, tf.float32),
+                              targets=labels, k=1)
 
     # Restore the moving average version of the learned variables for eval.
     saver = tf.train.Saver(_averaged_variables())
@@ -122,8 +124,10 @@ def eval_once(saver, summary_writer, top_k_op, summary_op, checkpoint_path,
     """
     global_step = checkpoint_step(checkpoint_path)
     with tf.Session(config=cifar10.session_config()) as sess:
-        damage = cifar10.restore_checkpoint(sess, saver, _averaged_variables(),
-                                            checkpoint_path)
+        damage = cifar10.restore_checkpoint(
+            sess, saver, _averaged_variables(), checkpoint_path,
+            'cannot evaluate %s, it does not fit this model (%s): point --checkpoint_dir at '
+            'this model\'s checkpoints, with --use_fp16 if it was trained with it')
         if damage is not None and checkpoint_path not in _listed_checkpoints(
                 os.path.dirname(checkpoint_path)):
             print('%s: %s was deleted while being read (the trainer keeps only '

@@ -109,7 +109,9 @@ def restore_or_initialize(sess, saver, variables, global_step, checkpoint_dir):
     if state and state.model_checkpoint_path not in paths:
         paths.append(state.model_checkpoint_path)
     for newest in range(len(paths) - 1, -1, -1):
-        damage = cifar10.restore_checkpoint(sess, saver, variables, paths[newest])
+        damage = cifar10.restore_checkpoint(
+            sess, saver, variables, paths[newest],
+            'cannot resume from %s, it does not fit this model (%s): use another --train_dir')
         if damage is None:
             # Old checkpoints keep being rotated out after a restart.
             saver.recover_last_checkpoints(paths[:newest + 1])

@@ -1,20 +1,34 @@
 """Fixtures: synthetic and real CIFAR-10 data, a shared short training run,
-and scripts started in the background."""
+and scripts started in the background.
+
+Imports no TensorFlow: a test module that needs it imports it (through the
+project's modules), so `pytest tests/test_download.py` runs without it.
+"""
 
 import shutil
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from helpers import (
+    DATA_SUBDIR,
     MULTI_TOWER_FLAGS,
     SAMPLE_DIR,
+    TEST_FILE,
     TRAINED_RUN_FLAGS,
     RunningScript,
-    cifar10,
     make_data_dir,
     run_script,
 )
+
+
+@pytest.fixture(scope='session', autouse=True)
+def flags_at_their_defaults():
+    """Lets in-process tests read the flags (at their defaults) without a
+    command line, once a test module has imported cifar10, which defines them."""
+    if 'cifar10' in sys.modules:
+        sys.modules['cifar10'].FLAGS.mark_as_parsed()
 
 
 @pytest.fixture(scope='session')
@@ -26,7 +40,7 @@ def synthetic_data_dir(tmp_path_factory):
 @pytest.fixture
 def sample_data_dir():
     """The real CIFAR-10 sample in ../shared (read-only); skips without it."""
-    if not (SAMPLE_DIR / cifar10.DATA_SUBDIR / 'test_batch.bin').is_file():
+    if not (SAMPLE_DIR / DATA_SUBDIR / TEST_FILE).is_file():
         pytest.skip('the real CIFAR-10 sample is not at %s' % SAMPLE_DIR)
     return SAMPLE_DIR
 

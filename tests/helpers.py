@@ -1,5 +1,10 @@
 """Helpers for the tests: CIFAR-10 records in the exact binary format,
-learnable synthetic data, and running the scripts as a user does."""
+learnable synthetic data, running the scripts as a user does, and reading
+what they leave behind (event files, checkpoints).
+
+Importing this module does not import TensorFlow (so the download tests run
+without it); checkpoint_steps and read_events load it when called.
+"""
 
 import os
 import queue
@@ -11,17 +16,18 @@ import time
 from pathlib import Path
 
 import numpy as np
+from tensorboard.backend.event_processing import event_accumulator
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_DIR = Path(os.environ.get('CIFAR10_SAMPLE_DIR',
                                  REPO.parent / 'shared' / 'cifar10-sample'))
 sys.path.insert(0, str(REPO))
 
-import cifar10  # noqa: E402  (after the path is set)
-import cifar10_eval  # noqa: E402  (also defines the evaluator's flags)
-import cifar10_train  # noqa: E402,F401  (defines the trainer's flags)
+from cifar10_download import DATA_SUBDIR  # noqa: E402  (after the path is set)
 
-cifar10.FLAGS.mark_as_parsed()
+# The binary release's files, as the tests expect the scripts to read them.
+TRAIN_FILES = ['data_batch_%d.bin' % i for i in range(1, 6)]
+TEST_FILE = 'test_batch.bin'
 
 # Ten colours that stay distinct after per-image standardization (which
 # removes brightness and contrast), so a class is learnable from its colour.
@@ -33,19 +39,24 @@ CLASS_COLOURS = np.array([
 SCRIPT_TIMEOUT_SECS = 240
 
 
-def write_records(path, labels, images):
-    """Writes CIFAR-10 records: a label byte, then the R, G and B planes.
+def record_bytes(labels, images):
+    """CIFAR-10 records: for each image a label byte, then its R, G and B planes.
 
     Args:
-      path: the file to write.
       labels: N ints in 0..9.
       images: uint8 array [N, 32, 32, 3] (height, width, channel).
+
+    Returns:
+      N * 3073 bytes.
     """
     images = np.asarray(images, dtype=np.uint8)
-    with open(path, 'wb') as f:
-        for label, image in zip(labels, images, strict=True):
-            f.write(bytes([label]))
-            f.write(image.transpose(2, 0, 1).tobytes())
+    return b''.join(bytes([label]) + image.transpose(2, 0, 1).tobytes()
+                    for label, image in zip(labels, images, strict=True))
+
+
+def write_records(path, labels, images):
+    """Writes CIFAR-10 records (see record_bytes) to the file at path."""
+    Path(path).write_bytes(record_bytes(labels, images))
 
 
 def learnable_images(labels, rng, noise=40.0):
@@ -76,9 +87,9 @@ def make_data_dir(root, records_per_file=200, seed=0):
       root, as a Path.
     """
     rng = np.random.default_rng(seed)
-    batches = Path(root) / cifar10.DATA_SUBDIR
+    batches = Path(root) / DATA_SUBDIR
     batches.mkdir(parents=True)
-    for name in cifar10.cifar10_input.TRAIN_FILES + cifar10.cifar10_input.TEST_FILES:
+    for name in TRAIN_FILES + [TEST_FILE]:
         labels = rng.integers(0, 10, size=records_per_file)
         write_records(batches / name, labels, learnable_images(labels, rng))
     return Path(root)
@@ -185,10 +196,28 @@ MULTI_TOWER_FLAGS = dict(TRAINED_RUN_FLAGS, batch_size=64, device_type='cpu', nu
 
 def checkpoint_steps(train_dir):
     """The global steps of the checkpoints the 'checkpoint' file lists."""
-    state = cifar10.tf.train.get_checkpoint_state(str(train_dir))
+    import cifar10_eval  # TensorFlow: only here, see the module's docstring.
+
+    state = cifar10_eval.tf.train.get_checkpoint_state(str(train_dir))
     if not state:
         return []
     return [cifar10_eval.checkpoint_step(p) for p in state.all_model_checkpoint_paths]
+
+
+def read_events(log_dir):
+    """Reads the event files in log_dir as TensorBoard does.
+
+    Args:
+      log_dir: a --train_dir or --eval_dir.
+
+    Returns:
+      A loaded EventAccumulator: .Tags() (a dict of lists by kind: 'scalars',
+      'histograms', 'images'...), .Scalars(tag) (events with .step and
+      .value), .Graph() (the GraphDef).
+    """
+    accumulator = event_accumulator.EventAccumulator(str(log_dir))
+    accumulator.Reload()
+    return accumulator
 
 
 def logged_steps(output):

@@ -1,6 +1,6 @@
 """The download module against a local web server and built tarballs.
 
-All but the last test import only cifar10_download, not TensorFlow."""
+No test imports TensorFlow: the one that needs the trainer runs it as a script."""
 
 import hashlib
 import io
@@ -9,17 +9,16 @@ import socket
 import subprocess
 import sys
 import tarfile
-from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import REPO, TEST_FILE, TRAIN_FILES, record_bytes, run_script
 
 import cifar10_download
 from cifar10_download import DATA_SUBDIR, DownloadError
 from cifar10_download import maybe_download_and_extract as download
 
 TARBALL = 'cifar-10-binary.tar.gz'
-REPO = Path(__file__).resolve().parents[1]
 
 
 def build_tarball(path, unsafe_member=None):
@@ -35,22 +34,16 @@ def build_tarball(path, unsafe_member=None):
     """
     rng = np.random.default_rng(3)
     with tarfile.open(path, 'w:gz') as tar:
-        for name in ['data_batch_%d.bin' % i for i in range(1, 6)] + ['test_batch.bin']:
+        for name in TRAIN_FILES + [TEST_FILE]:
             labels = rng.integers(0, 10, size=20)
             images = rng.integers(0, 256, size=(20, 32, 32, 3), dtype=np.uint8)
-            buffer = io.BytesIO()
-            write_records_to(buffer, labels, images)
+            records = record_bytes(labels, images)
             info = tarfile.TarInfo('%s/%s' % (DATA_SUBDIR, name))
-            info.size = len(buffer.getvalue())
-            tar.addfile(info, io.BytesIO(buffer.getvalue()))
+            info.size = len(records)
+            tar.addfile(info, io.BytesIO(records))
         if unsafe_member is not None:
             tar.addfile(unsafe_member, io.BytesIO(b'x' * unsafe_member.size))
     return path.read_bytes()
-
-
-def write_records_to(stream, labels, images):
-    for label, image in zip(labels, images, strict=True):
-        stream.write(bytes([label]) + image.transpose(2, 0, 1).tobytes())
 
 
 @pytest.fixture
@@ -184,8 +177,6 @@ def test_data_dir_inside_the_batches_folder_names_the_right_one(tmp_path, dead_u
 
 def test_trainer_offline_without_data_exits_with_one_line_saying_where_to_put_it(
         dead_url, tmp_path):
-    from helpers import run_script  # Imports TensorFlow.
-
     result = run_script('cifar10_train.py', '--data_dir=%s' % tmp_path,
                         '--train_dir=%s' % (tmp_path / 'train'), '--data_url=%s' % dead_url,
                         timeout=60)

@@ -1,12 +1,12 @@
 """The evaluator: checkpoints, moving averages, counting and polling."""
 
+import re
 import shutil
 
 import numpy as np
 import pytest
 from absl.testing import flagsaver
-from helpers import run_script
-from tensorboard.backend.event_processing import event_accumulator
+from helpers import DATA_SUBDIR, TEST_FILE, read_events, run_script
 
 import cifar10_eval
 from cifar10 import tf
@@ -30,20 +30,30 @@ def publish_checkpoint(source_dir, target_dir, step):
     tf.train.update_checkpoint_state(str(target_dir), latest, paths + [latest])
 
 
-def precision_events(eval_dir):
-    """The 'Precision @ 1' events in eval_dir, read with TensorBoard's reader."""
-    accumulator = event_accumulator.EventAccumulator(str(eval_dir))
-    accumulator.Reload()
-    if 'Precision @ 1' not in accumulator.Tags()['scalars']:
-        return []
-    return accumulator.Scalars('Precision @ 1')
-
-
 def test_run_once_without_a_checkpoint_says_so_and_exits_nonzero(synthetic_data_dir, tmp_path):
     result = run_script('cifar10_eval.py', *eval_flags(
         synthetic_data_dir, tmp_path / 'empty', tmp_path / 'eval', run_once=True))
     assert result.returncode != 0
     assert 'No checkpoint file found in %s' % (tmp_path / 'empty') in result.stderr
+
+
+def test_train_eval_scores_the_training_files_not_the_test_file(
+        trained_run, synthetic_data_dir, tmp_path):
+    # The training files the model learned; a test file whose labels are all
+    # off by one, on which that model scores badly.
+    data_dir = tmp_path / 'data'
+    shutil.copytree(synthetic_data_dir, data_dir)
+    test_file = data_dir / DATA_SUBDIR / TEST_FILE
+    records = np.frombuffer(test_file.read_bytes(), np.uint8).reshape(-1, 3073).copy()
+    records[:, 0] = (records[:, 0] + 1) % 10
+    test_file.write_bytes(records.tobytes())
+
+    result = run_script('cifar10_eval.py', *eval_flags(
+        data_dir, trained_run[0], tmp_path / 'eval', eval_data='train_eval', run_once=True))
+    assert result.returncode == 0, result.stderr
+    assert ('The train_eval data holds 1000 records, fewer than --num_examples=10000: each '
+            'record is scored once.') in result.stdout
+    assert float(re.search(r'precision @ 1 = ([\d.]+)', result.stdout).group(1)) > 0.6
 
 
 def test_eval_restores_the_moving_averages_into_the_model(trained_run, synthetic_data_dir):
@@ -77,7 +87,7 @@ def test_precision_counts_exactly_num_examples_not_the_padded_last_batch(tmp_pat
                                            checkpoint, num_examples=25)
         writer.close()
     assert precision == pytest.approx(10 / 25)  # Padded counting gives 10 / 30.
-    [event] = precision_events(tmp_path / 'eval')
+    [event] = read_events(tmp_path / 'eval').Scalars('Precision @ 1')
     assert (event.step, event.value) == (7, pytest.approx(0.4))
 
 
@@ -96,7 +106,8 @@ def test_eval_scores_each_new_checkpoint_once_while_polling(
     assert returncode == 0, output
     assert output.count('precision @ 1 = ') == 2
     assert 'No new checkpoint in %s for 4 seconds: stopping.' % checkpoint_dir in output
-    assert [event.step for event in precision_events(tmp_path / 'eval')] == [50, 100]
+    precision_events = read_events(tmp_path / 'eval').Scalars('Precision @ 1')
+    assert [event.step for event in precision_events] == [50, 100]
 
 
 def test_a_checkpoint_deleted_while_the_evaluator_reads_it_is_said_to_be_deleted(

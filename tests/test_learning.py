@@ -3,15 +3,7 @@
 import re
 import statistics
 
-from helpers import logged_steps, run_script
-from tensorboard.backend.event_processing import event_accumulator
-
-
-def scalars(log_dir, tag):
-    """(step, value) pairs of one scalar tag, read with TensorBoard's reader."""
-    accumulator = event_accumulator.EventAccumulator(str(log_dir))
-    accumulator.Reload()
-    return [(event.step, event.value) for event in accumulator.Scalars(tag)]
+from helpers import logged_steps, read_events, run_script
 
 
 def evaluate_once(data_dir, checkpoint_dir, eval_dir):
@@ -26,9 +18,10 @@ def test_training_on_learnable_data_drives_the_loss_down(trained_run):
     train_dir, result = trained_run
     losses = [loss for _, loss in logged_steps(result.stdout)]
     assert statistics.median(losses[-5:]) < losses[0] - 1.0  # Robust to a late spike.
-    raw_cross_entropy = dict(scalars(train_dir, 'cross_entropy (raw)'))
+    events = read_events(train_dir)
+    raw_cross_entropy = {e.step: e.value for e in events.Scalars('cross_entropy (raw)')}
     assert raw_cross_entropy[0] > 2.0  # About ln(10) at the start.
-    averaged_cross_entropy = dict(scalars(train_dir, 'cross_entropy'))
+    averaged_cross_entropy = {e.step: e.value for e in events.Scalars('cross_entropy')}
     # Below ln(10) = 2.30, the loss of guessing; 0.2 to 1.6 was measured at
     # step 100, where the tutorial's learning rate still shakes the loss.
     assert averaged_cross_entropy[100] < 2.0
@@ -41,9 +34,9 @@ def test_evaluator_scores_the_learned_model_far_above_chance(
     # The 200-record test file is scored once, record by record.
     assert ('The test data holds 200 records, fewer than --num_examples=10000: each '
             'record is scored once.') in result.stdout
-    [(step, value)] = scalars(tmp_path, 'Precision @ 1')
-    assert step == 150
-    assert abs(value * 200 - round(value * 200)) < 1e-3
+    [event] = read_events(tmp_path).Scalars('Precision @ 1')
+    assert event.step == 150
+    assert abs(event.value * 200 - round(event.value * 200)) < 1e-3
 
 
 def test_real_sample_trains_and_evaluates_above_0_2(sample_data_dir, tmp_path):

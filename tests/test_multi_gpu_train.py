@@ -9,8 +9,7 @@ from datetime import datetime
 import numpy as np
 import pytest
 from absl.testing import flagsaver
-from helpers import MULTI_TOWER_FLAGS, checkpoint_steps, logged_steps, run_script
-from tensorboard.backend.event_processing import event_accumulator
+from helpers import MULTI_TOWER_FLAGS, checkpoint_steps, logged_steps, read_events, run_script
 
 import cifar10
 import cifar10_multi_gpu_train
@@ -114,6 +113,10 @@ def test_two_towers_drive_the_loss_down(multi_tower_run):
     _, result = multi_tower_run
     losses = [loss for _, loss in logged_steps(result.stdout)]
     assert statistics.median(losses[-5:]) < losses[0] - 1.0  # Robust to a late spike.
+
+
+def test_multi_tower_output_is_free_of_tensorflow_chatter(multi_tower_run):
+    _, result = multi_tower_run
     assert result.stderr == ''
 
 
@@ -122,6 +125,8 @@ def test_log_line_counts_the_examples_of_all_towers(multi_tower_run):
     lines = re.findall(r'^(\S+ \S+): step (\d+), .*\((\S+) examples/sec; (\S+) sec/batch\)$',
                        result.stdout, re.MULTILINE)
     towers, batch = MULTI_TOWER_FLAGS['num_gpus'], MULTI_TOWER_FLAGS['batch_size']
+    # Fifteen lines, so that the loop below checks thirteen intervals.
+    assert [int(step) for _, step, _, _ in lines] == list(range(0, 150, 10))
     for (previous, *_), (stamp, _, examples_per_sec, sec_per_batch) in zip(
             lines[1:], lines[2:], strict=False):
         interval = (datetime.fromisoformat(stamp)
@@ -149,28 +154,39 @@ def test_eval_scores_a_multi_tower_checkpoint_far_above_chance(
     assert float(re.search(r'precision @ 1 = ([\d.]+)', result.stdout).group(1)) > 0.6
 
 
-def tags(log_dir):
-    accumulator = event_accumulator.EventAccumulator(str(log_dir))
-    accumulator.Reload()
-    return accumulator
-
-
 def test_summaries_carry_the_single_device_tags_from_one_tower(multi_tower_run, trained_run):
-    multi, single = tags(multi_tower_run[0]), tags(trained_run[0])
+    multi, single = read_events(multi_tower_run[0]), read_events(trained_run[0])
     for kind in ('scalars', 'histograms', 'images'):
         # The queue-fill fractions name the queue sizes, which the batch sets.
         model_tags = {tag for tag in single.Tags()[kind] if 'fraction_' not in tag}
+        assert model_tags, kind
         assert model_tags <= set(multi.Tags()[kind]), kind
         assert not any('tower' in tag for tag in multi.Tags()[kind])
     assert 'batch_queue/fraction_of_4_full' in multi.Tags()['scalars']
 
 
 def test_one_input_pipeline_feeds_a_queue_of_two_batches_per_tower(multi_tower_run):
-    graph = tags(multi_tower_run[0]).Graph()
+    graph = read_events(multi_tower_run[0]).Graph()
     readers = [node for node in graph.node if node.op.startswith('FixedLengthRecordReader')]
     [batch_queue] = [node for node in graph.node if node.name == 'batch_queue']
     assert len(readers) == 1
     assert batch_queue.attr['capacity'].i == 2 * MULTI_TOWER_FLAGS['num_gpus']
+
+
+def test_towers_train_through_the_tf_data_pipeline(synthetic_data_dir, tmp_path):
+    result = run_script('cifar10_multi_gpu_train.py', '--input_pipeline=dataset',
+                        '--data_dir=%s' % synthetic_data_dir, '--train_dir=%s' % tmp_path,
+                        '--device_type=cpu', '--num_gpus=2', '--batch_size=16',
+                        '--max_steps=20', '--save_checkpoint_steps=10', '--log_frequency=5')
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ''
+    assert [step for step, _ in logged_steps(result.stdout)] == [0, 5, 10, 15]
+    assert checkpoint_steps(tmp_path) == [10, 20]
+    graph = read_events(tmp_path).Graph()
+    ops = {node.op for node in graph.node} | {
+        node.op for function in graph.library.function for node in function.node_def}
+    assert 'FixedLengthRecordDatasetV2' in ops
+    assert not any(op.startswith('FixedLengthRecordReader') for op in ops)
 
 
 @pytest.fixture

@@ -1,19 +1,12 @@
 """The event files hold the original's summaries, as TensorBoard reads them."""
 
-from helpers import run_script
-from tensorboard.backend.event_processing import event_accumulator
+from helpers import read_events, run_script
 
 LAYERS = ['conv1', 'conv2', 'local3', 'local4', 'softmax_linear']
 
 
-def tags(log_dir):
-    accumulator = event_accumulator.EventAccumulator(str(log_dir))
-    accumulator.Reload()
-    return accumulator.Tags()
-
-
 def test_training_events_hold_the_original_summaries(trained_run):
-    found = tags(trained_run[0])
+    found = read_events(trained_run[0]).Tags()
     for loss in ['total_loss', 'cross_entropy', 'local3/weight_loss', 'local4/weight_loss']:
         assert {loss, loss + ' (raw)'} <= set(found['scalars'])
     assert 'learning_rate' in found['scalars']
@@ -31,7 +24,7 @@ def test_eval_events_hold_precision_and_activations(trained_run, synthetic_data_
                         '--checkpoint_dir=%s' % trained_run[0], '--eval_dir=%s' % tmp_path,
                         '--run_once')
     assert result.returncode == 0, result.stderr
-    found = tags(tmp_path)
+    found = read_events(tmp_path).Tags()
     assert 'Precision @ 1' in found['scalars']
     assert {layer + '/activations' for layer in LAYERS} <= set(found['histograms'])
     assert 'images/image/0' in found['images']

@@ -55,6 +55,48 @@ def test_restart_resumes_from_the_latest_checkpoint_and_keeps_the_old_ones(
     assert checkpoint_steps(copy_train_dir) == [50, 100, 150, 165]
 
 
+def save_foreign_checkpoint(train_dir, kind):
+    """Saves model.ckpt-5 in train_dir from a model the trainer cannot resume:
+    kind 'other variables' (a model of one dense layer), 'other shapes' (this
+    model on 32x32 images: local3 has 4096 inputs, not 2304) or 'fp16' (this
+    model in float16)."""
+    with flagsaver.flagsaver(use_fp16=kind == 'fp16'), tf.Graph().as_default():
+        global_step = tf.train.get_or_create_global_step()
+        if kind == 'other variables':
+            tf.get_variable('dense/kernel', [4, 2])
+        else:
+            size = 32 if kind == 'other shapes' else cifar10.IMAGE_SIZE
+            dtype = tf.float16 if kind == 'fp16' else tf.float32
+            logits = cifar10.inference(tf.zeros([1, size, size, 3], dtype))
+            cifar10.train(cifar10.loss(logits, tf.constant([0])), global_step)
+        with tf.Session() as sess:
+            sess.run(tf.global_variables_initializer())
+            global_step.load(5, sess)
+            tf.train.Saver().save(sess, str(train_dir / 'model.ckpt'), global_step=5,
+                                  write_meta_graph=False)
+
+
+@pytest.mark.parametrize('kind, variable', [('other variables', 'conv1/weights'),
+                                            ('other shapes', 'local3/weights'),
+                                            ('fp16', 'conv1/weights')])
+def test_checkpoint_that_does_not_fit_the_model_stops_with_one_line_naming_it(
+        kind, variable, synthetic_data_dir, tmp_path):
+    save_foreign_checkpoint(tmp_path, kind)
+    saved = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+
+    result = run_script('cifar10_train.py', *train_flags(synthetic_data_dir, tmp_path,
+                                                         max_steps=10))
+    assert result.returncode == 1
+    assert result.stderr.count('\n') == 1, result.stderr
+    assert result.stderr.startswith(
+        'cifar10_train.py: error: cannot resume from %s, it does not fit this model ('
+        % (tmp_path / 'model.ckpt-5'))
+    assert result.stderr.endswith('): use another --train_dir\n')
+    assert variable in result.stderr
+    assert 'Resuming' not in result.stdout
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == saved
+
+
 def test_restart_at_max_steps_trains_nothing(copy_train_dir, synthetic_data_dir):
     result = run_script('cifar10_train.py', *train_flags(
         synthetic_data_dir, copy_train_dir, max_steps=150))
