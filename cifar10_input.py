@@ -31,6 +31,8 @@ import sys
 import tempfile
 import types
 
+import numpy as np
+
 from cifar10_download import DATA_SUBDIR
 
 
@@ -149,6 +151,10 @@ class UserError(Exception):
 def check_data_files(filenames):
     """Checks that each file exists and holds whole CIFAR-10 records.
 
+    Besides the size, every record's label byte must be a class, 0-9, and
+    the file must not be all zero bytes: a file of the right size can still
+    hold another data set, or be a copy that was never filled.
+
     Args:
       filenames: paths of CIFAR-10 binary files.
 
@@ -156,15 +162,15 @@ def check_data_files(filenames):
       The total number of records in the files.
 
     Raises:
-      UserError: naming the first bad file, its size and what to do.
+      UserError: naming the first bad file, what is wrong and what to do.
     """
     total_records = 0
     for filename in filenames:
-        if not tf.gfile.Exists(filename):
+        if not tf.gfile.Exists(filename) or tf.gfile.IsDirectory(filename):
             data_dir = os.path.dirname(os.path.dirname(filename))
             raise UserError(
                 'data file %s not found: --data_dir (now %s) must be the folder '
-                'that holds %s/; download the data, or see "Training offline" '
+                'that holds %s/; download the data, or see "Train offline" '
                 'in the README' % (filename, data_dir, DATA_SUBDIR))
         size = tf.gfile.Stat(filename).length
         if size == 0 or size % RECORD_BYTES:
@@ -173,8 +179,35 @@ def check_data_files(filenames):
                 'CIFAR-10 record: it is empty or truncated; delete %s and '
                 'extract or download the data again'
                 % (filename, size, RECORD_BYTES, os.path.dirname(filename)))
+        _check_records(filename)
         total_records += size // RECORD_BYTES
     return total_records
+
+
+def _check_records(filename):
+    """Raises UserError if a file of whole records is not CIFAR-10: a label
+    byte that is not a class, or nothing but zero bytes."""
+    try:
+        with tf.gfile.GFile(filename, 'rb') as records:
+            data = np.frombuffer(records.read(), dtype=np.uint8)
+    except tf.errors.OpError as e:
+        raise UserError('cannot read data file %s (%s): check its permissions, or extract '
+                        'or download the data again' % (filename, e.message)) from e
+    labels = data[::RECORD_BYTES]
+    bad_records = np.flatnonzero(labels >= NUM_CLASSES)
+    if bad_records.size:
+        first = int(bad_records[0])
+        raise UserError(
+            'data file %s does not hold CIFAR-10 records: record %d (of %d) has label '
+            '%d, not 0-%d, and %d records are like it; it is another data set or a '
+            'damaged copy: replace %s with the CIFAR-10 binary release'
+            % (filename, first, labels.size, labels[first], NUM_CLASSES - 1,
+               bad_records.size, os.path.dirname(filename)))
+    if not data.any():
+        raise UserError(
+            'data file %s holds nothing but zero bytes, not CIFAR-10 images: it is a '
+            'copy that was never filled; replace %s with the CIFAR-10 binary release'
+            % (filename, os.path.dirname(filename)))
 
 
 def data_filenames(eval_data, data_dir):

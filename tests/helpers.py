@@ -9,6 +9,7 @@ without it); checkpoint_steps and read_events load it when called.
 import os
 import queue
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -224,3 +225,31 @@ def logged_steps(output):
     """(step, loss) pairs from the trainer's log lines."""
     return [(int(m.group(1)), float(m.group(2)))
             for m in re.finditer(r': step (\d+), loss = ([\d.naif]+) \(', output)]
+
+
+def train_flags(data_dir, train_dir, **flags):
+    """Command-line flags for a short, small-batch run."""
+    flags = {'batch_size': 16, 'log_frequency': 5, **flags}
+    return ['--data_dir=%s' % data_dir, '--train_dir=%s' % train_dir] + [
+        '--%s=%s' % item for item in flags.items()]
+
+
+def eval_flags(data_dir, checkpoint_dir, eval_dir, **flags):
+    """Command-line flags for the evaluator."""
+    flags = {'batch_size': 64, **flags}
+    return ['--data_dir=%s' % data_dir, '--checkpoint_dir=%s' % checkpoint_dir,
+            '--eval_dir=%s' % eval_dir] + ['--%s=%s' % item for item in flags.items()]
+
+
+def publish_checkpoint(source_dir, target_dir, step):
+    """Copies model.ckpt-<step> into target_dir and makes it the latest, as
+    the trainer's Saver does (data first, then the 'checkpoint' file)."""
+    from cifar10 import tf  # Imports TensorFlow.
+
+    target_dir.mkdir(exist_ok=True)
+    for path in source_dir.glob('model.ckpt-%d.*' % step):
+        shutil.copy(path, target_dir)
+    state = tf.train.get_checkpoint_state(str(target_dir))
+    paths = list(state.all_model_checkpoint_paths) if state else []
+    latest = str(target_dir / ('model.ckpt-%d' % step))
+    tf.train.update_checkpoint_state(str(target_dir), latest, paths + [latest])

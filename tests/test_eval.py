@@ -6,28 +6,10 @@ import shutil
 import numpy as np
 import pytest
 from absl.testing import flagsaver
-from helpers import DATA_SUBDIR, TEST_FILE, read_events, run_script
+from helpers import DATA_SUBDIR, TEST_FILE, eval_flags, publish_checkpoint, read_events, run_script
 
 import cifar10_eval
 from cifar10 import tf
-
-
-def eval_flags(data_dir, checkpoint_dir, eval_dir, **flags):
-    flags = {'batch_size': 64, **flags}
-    return ['--data_dir=%s' % data_dir, '--checkpoint_dir=%s' % checkpoint_dir,
-            '--eval_dir=%s' % eval_dir] + ['--%s=%s' % item for item in flags.items()]
-
-
-def publish_checkpoint(source_dir, target_dir, step):
-    """Copies model.ckpt-<step> into target_dir and makes it the latest, as
-    the trainer's Saver does (data first, then the 'checkpoint' file)."""
-    target_dir.mkdir(exist_ok=True)
-    for path in source_dir.glob('model.ckpt-%d.*' % step):
-        shutil.copy(path, target_dir)
-    state = tf.train.get_checkpoint_state(str(target_dir))
-    paths = list(state.all_model_checkpoint_paths) if state else []
-    latest = str(target_dir / ('model.ckpt-%d' % step))
-    tf.train.update_checkpoint_state(str(target_dir), latest, paths + [latest])
 
 
 def test_run_once_without_a_checkpoint_says_so_and_exits_nonzero(synthetic_data_dir, tmp_path):
@@ -127,3 +109,18 @@ def test_a_checkpoint_deleted_while_the_evaluator_reads_it_is_said_to_be_deleted
     assert precision is None
     assert ('%s was deleted while being read (the trainer keeps only the newest); moving on '
             'to the newest.' % deleted) in capsys.readouterr().out
+
+
+def test_evaluator_refuses_a_test_file_that_is_not_cifar10(trained_run, synthetic_data_dir,
+                                                           tmp_path):
+    data_dir = tmp_path / 'data'
+    shutil.copytree(synthetic_data_dir, data_dir)
+    test_file = data_dir / DATA_SUBDIR / TEST_FILE
+    test_file.write_bytes(bytes(test_file.stat().st_size))  # A copy never filled.
+
+    result = run_script('cifar10_eval.py', *eval_flags(data_dir, trained_run[0],
+                                                       tmp_path / 'eval', run_once=True))
+    assert result.returncode == 1
+    assert result.stderr.count('\n') == 1
+    assert 'test_batch.bin holds nothing but zero bytes' in result.stderr
+    assert 'precision' not in result.stdout

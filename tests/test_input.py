@@ -145,6 +145,52 @@ def test_wrong_directory_says_what_data_dir_must_hold(tmp_path):
         build_training_inputs(tmp_path / 'nowhere' / cifar10_input.DATA_SUBDIR)
 
 
+def set_label(path, record, label):
+    """Overwrites one record's label byte."""
+    data = bytearray(path.read_bytes())
+    data[record * cifar10_input.RECORD_BYTES] = label
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize('label', [10, 255])
+def test_a_label_byte_that_is_not_a_class_is_named_with_its_record(batches_dir, label):
+    set_label(batches_dir / 'data_batch_4.bin', 37, label)
+    set_label(batches_dir / 'data_batch_4.bin', 150, label)
+    message = (r'data_batch_4\.bin does not hold CIFAR-10 records: record 37 \(of 200\) has '
+               r'label %d, not 0-9, and 2 records are like it' % label)
+    with pytest.raises(cifar10_input.UserError, match=message):
+        build_training_inputs(batches_dir)
+
+
+def test_a_file_of_zero_bytes_is_refused(batches_dir):
+    path = batches_dir / 'data_batch_1.bin'
+    path.write_bytes(bytes(path.stat().st_size))
+    with pytest.raises(cifar10_input.UserError,
+                       match=r'data_batch_1\.bin holds nothing but zero bytes'):
+        build_training_inputs(batches_dir)
+
+
+def test_the_tf_data_pipeline_checks_the_label_bytes_too(batches_dir):
+    set_label(batches_dir / 'data_batch_2.bin', 0, 77)
+    with pytest.raises(cifar10_input.UserError, match=r'data_batch_2\.bin .* record 0 '):
+        with tf.Graph().as_default():
+            cifar10_input.distorted_inputs_dataset(str(batches_dir), batch_size=8)
+
+
+def test_the_evaluation_input_checks_the_label_bytes(batches_dir):
+    set_label(batches_dir / 'test_batch.bin', 199, 10)
+    with pytest.raises(cifar10_input.UserError, match=r'test_batch\.bin .* record 199 '):
+        with tf.Graph().as_default():
+            cifar10_input.inputs(True, str(batches_dir), batch_size=8)
+
+
+def test_real_sample_labels_are_all_classes(sample_data_dir):
+    batches = sample_data_dir / cifar10_input.DATA_SUBDIR
+    filenames = [str(path) for path in sorted(batches.glob('*.bin'))]
+    assert len(filenames) == 6
+    assert cifar10_input.check_data_files(filenames) == 6 * 1017
+
+
 def distort_one_at_a_time(image, crop_offset, flip, brightness_delta, contrast_factor):
     """The original's distortions of one image, with the given random draws."""
     image = tf.image.crop_to_bounding_box(tf.cast(image, tf.float32), crop_offset[0],

@@ -2,12 +2,13 @@
 
 import os
 import re
+import shutil
 import signal
 
 import numpy as np
 import pytest
 from absl.testing import flagsaver
-from helpers import checkpoint_steps, logged_steps, run_script
+from helpers import checkpoint_steps, logged_steps, run_script, train_flags
 
 import cifar10
 import cifar10_train
@@ -16,12 +17,6 @@ from cifar10 import tf
 LOG_LINE = re.compile(r'^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: step \d+, loss = \d+\.\d\d '
                       r'\(\d+\.\d examples/sec; \d+\.\d{3} sec/batch\)$')
 
-
-def train_flags(data_dir, train_dir, **flags):
-    """Command-line flags for a short, small-batch run."""
-    flags = {'batch_size': 16, 'log_frequency': 5, **flags}
-    return ['--data_dir=%s' % data_dir, '--train_dir=%s' % train_dir] + [
-        '--%s=%s' % item for item in flags.items()]
 
 
 def test_trainer_logs_every_log_frequency_steps_in_the_original_format(trained_run):
@@ -199,3 +194,22 @@ def test_gpu_memory_fraction_flag_caps_the_memory_taken():
         config = cifar10.session_config()
     assert not config.gpu_options.allow_growth
     assert config.gpu_options.per_process_gpu_memory_fraction == pytest.approx(0.4)
+
+
+@pytest.mark.parametrize('input_pipeline', ['queue', 'dataset'])
+def test_data_that_is_not_cifar10_fails_at_once_with_one_line_naming_the_record(
+        input_pipeline, synthetic_data_dir, tmp_path):
+    data_dir = tmp_path / 'data'
+    shutil.copytree(synthetic_data_dir, data_dir)
+    foreign = data_dir / 'cifar-10-batches-bin' / 'data_batch_3.bin'
+    data = bytearray(foreign.read_bytes())
+    data[5 * 3073] = 42  # Record 5's label byte.
+    foreign.write_bytes(bytes(data))
+
+    result = run_script('cifar10_train.py', *train_flags(data_dir, tmp_path / 'train'),
+                        '--input_pipeline=%s' % input_pipeline, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.count('\n') == 1
+    assert 'data_batch_3.bin does not hold CIFAR-10 records: record 5 (of 200) has label 42' in (
+        result.stderr)
+    assert 'Filling queue' not in result.stdout
