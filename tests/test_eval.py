@@ -66,6 +66,8 @@ def test_precision_counts_exactly_num_examples_not_the_padded_last_batch(tmp_pat
         prediction = tf.train.input_producer(
             tf.constant([True] * 10 + [False] * 90), shuffle=False).dequeue()
         top_k_op = tf.train.batch([prediction], batch_size=10, num_threads=1)
+        eval_ops = {'in_top_k': top_k_op, 'labels': tf.zeros([10], tf.int32),
+                    'predictions': tf.zeros([10], tf.int64)}
         step_variable = tf.Variable(0)
         saver = tf.train.Saver([step_variable])
         summary_op = tf.summary.merge([tf.summary.scalar('unused', 1.0)])
@@ -73,8 +75,9 @@ def test_precision_counts_exactly_num_examples_not_the_padded_last_batch(tmp_pat
             sess.run(step_variable.initializer)
             checkpoint = saver.save(sess, str(tmp_path / 'model.ckpt'), global_step=7)
         writer = tf.summary.FileWriter(str(tmp_path / 'eval'))
-        precision = cifar10_eval.eval_once(saver, writer, top_k_op, summary_op,
-                                           checkpoint, num_examples=25)
+        precision = cifar10_eval.eval_once(saver, writer, eval_ops, summary_op,
+                                           checkpoint, num_examples=25,
+                                           class_names=['class %d' % i for i in range(10)])
         writer.close()
     assert precision == pytest.approx(10 / 25)  # Padded counting gives 10 / 30.
     [event] = precision_events(tmp_path / 'eval')
