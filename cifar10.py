@@ -65,6 +65,7 @@ NUM_EXAMPLES_PER_EPOCH_FOR_TRAIN = cifar10_input.NUM_EXAMPLES_PER_EPOCH_FOR_TRAI
 NUM_EXAMPLES_PER_EPOCH_FOR_EVAL = cifar10_input.NUM_EXAMPLES_PER_EPOCH_FOR_EVAL
 DATA_SUBDIR = cifar10_input.DATA_SUBDIR
 ORIGINAL_IMAGE_SIZE = cifar10_input.ORIGINAL_HEIGHT  # The data's images are square.
+CLASS_NAMES = cifar10_input.CLASS_NAMES
 UserError = cifar10_input.UserError
 
 # Constants describing the training process.

@@ -99,8 +99,11 @@ def restore(sess, saver, checkpoint_path):
 def _decode_image(encoded):
     """Decodes a PNG, JPEG, GIF, BMP or WebP image to [32, 32, 3] uint8 RGB.
 
-    Greyscale becomes RGB and alpha is dropped; an image of another size is
-    resized, stretched to a square if it is not one (bilinear, antialiased).
+    Greyscale becomes RGB and alpha is dropped; an animation gives its first
+    frame, but an animated WebP is refused (TensorFlow decodes those only as
+    RGBA, and decoding one with its own channels crashed TensorFlow 2.21);
+    an image of another size is resized, stretched to a square if it is not
+    one (bilinear, antialiased).
     """
     image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
     size = [cifar10.ORIGINAL_IMAGE_SIZE] * 2
