@@ -19,9 +19,10 @@ This module is the library the scripts share: it holds the flags common to
 all of them, the model, and the download of the data set. Run
 `cifar10_train.py` to train, `cifar10_eval.py` to evaluate,
 `cifar10_predict.py` to classify images and `cifar10_export.py` to export a
-SavedModel. The evaluator, the predictor and the exporter all compute their
-predictions with predict() (or inputs() and inference(), the same steps) and
-restore the weights with averaged_weights_saver(), so they cannot differ.
+SavedModel. The predictor and the exporter compute their predictions with
+predict(), the evaluation's preprocessing and inference() that the evaluator
+runs through inputs(), and all three restore the weights with
+averaged_weights_saver(), so that their predictions agree.
 """
 
 import os

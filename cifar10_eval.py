@@ -19,7 +19,8 @@ http://tensorflow.org/tutorials/deep_cnn/
 
 It runs beside the trainer: every --eval_interval_secs it looks for a new
 checkpoint in --checkpoint_dir and scores it once with the moving averages of
-the weights, writing 'Precision @ 1' to --eval_dir for TensorBoard.
+the weights, writing 'Precision @ 1', each class's precision and the
+confusion matrix to --eval_dir for TensorBoard.
 """
 
 import io
@@ -116,8 +117,8 @@ def eval_once(saver, summary_writer, eval_ops, summary_op, checkpoint_path,
     """Run Eval once.
 
     Writes 'Precision @ 1', each class's precision and the confusion matrix
-    (class_summaries) at the checkpoint's global step; with --run_once, also
-    prints the per-class table after the precision line.
+    (add_class_summaries) at the checkpoint's global step; with --run_once,
+    also prints them as a table (class_table) after the precision line.
 
     Args:
       saver: Saver.

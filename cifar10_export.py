@@ -76,7 +76,9 @@ def write_saved_model(checkpoint_path, saved_model_dir):
       UserError: if the checkpoint cannot be restored.
     """
     with tf.Graph().as_default():
-        images = tf.placeholder(tf.uint8, [None, 32, 32, 3], name=IMAGES_KEY)
+        images = tf.placeholder(
+            tf.uint8, [None, cifar10.ORIGINAL_IMAGE_SIZE, cifar10.ORIGINAL_IMAGE_SIZE, 3],
+            name=IMAGES_KEY)
         logits, probabilities = cifar10.predict(images)
         classes = tf.argmax(logits, axis=1, name=CLASSES_KEY)
         saver = cifar10.averaged_weights_saver()

@@ -165,7 +165,8 @@ def read_images(paths):
                 continue
             names.append(path)
             labels.append(None)
-    return names, np.array(images, np.uint8).reshape([-1, 32, 32, 3]), labels, failures
+    image_shape = [cifar10.ORIGINAL_IMAGE_SIZE, cifar10.ORIGINAL_IMAGE_SIZE, 3]
+    return names, np.array(images, np.uint8).reshape([-1] + image_shape), labels, failures
 
 
 def predict_probabilities(images, checkpoint_path):
@@ -182,7 +183,8 @@ def predict_probabilities(images, checkpoint_path):
       UserError: if the checkpoint cannot be restored.
     """
     with tf.Graph().as_default():
-        image_batch = tf.placeholder(tf.uint8, [None, 32, 32, 3])
+        image_batch = tf.placeholder(
+            tf.uint8, [None, cifar10.ORIGINAL_IMAGE_SIZE, cifar10.ORIGINAL_IMAGE_SIZE, 3])
         _, probabilities = cifar10.predict(image_batch)
         saver = cifar10.averaged_weights_saver()
         with tf.Session(config=cifar10.session_config()) as sess:
