@@ -283,7 +283,7 @@ def confusion_matrix_image(class_names, confusion):
     Rows are the true classes, columns the predicted ones, both labelled with
     the class names; each cell shows its count and is shaded from white to
     FULL_CELL_COLOUR by its share of its row. numpy lays it out; Pillow
-    (which TensorBoard installs) only rasterizes the text.
+    (which TensorBoard needs anyway) only rasterizes the text.
 
     Args:
       class_names: the class names, label 0's first.
