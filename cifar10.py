@@ -17,7 +17,12 @@ Summary of available functions:
 
 This module is the library the scripts share: it holds the flags common to
 all of them, the model, and the download of the data set. Run
-`cifar10_train.py` to train and `cifar10_eval.py` to evaluate.
+`cifar10_train.py` to train, `cifar10_eval.py` to evaluate,
+`cifar10_predict.py` to classify images and `cifar10_export.py` to export a
+SavedModel. The predictor and the exporter compute their predictions with
+predict(), the evaluation's preprocessing and inference() that the evaluator
+runs through inputs(), and all three restore the weights with
+averaged_weights_saver(), so that their predictions agree.
 """
 
 import contextlib
@@ -66,6 +71,8 @@ NUM_CLASSES = cifar10_input.NUM_CLASSES
 NUM_EXAMPLES_PER_EPOCH_FOR_TRAIN = cifar10_input.NUM_EXAMPLES_PER_EPOCH_FOR_TRAIN
 NUM_EXAMPLES_PER_EPOCH_FOR_EVAL = cifar10_input.NUM_EXAMPLES_PER_EPOCH_FOR_EVAL
 DATA_SUBDIR = cifar10_input.DATA_SUBDIR
+ORIGINAL_IMAGE_SIZE = cifar10_input.ORIGINAL_HEIGHT  # The data's images are square.
+CLASS_NAMES = cifar10_input.CLASS_NAMES
 UserError = cifar10_input.UserError
 
 # Constants describing the training process.
@@ -518,6 +525,19 @@ def inputs(eval_data):
     return images, labels
 
 
+def class_names():
+    """The names of the classes, label 0's first.
+
+    Returns:
+      The lines of batches.meta.txt in --data_dir's cifar-10-batches-bin/
+      where the data has it, else the ten CIFAR-10 names.
+
+    Raises:
+      UserError: if that file is there but does not hold NUM_CLASSES names.
+    """
+    return cifar10_input.read_class_names(os.path.join(FLAGS.data_dir, DATA_SUBDIR))
+
+
 def inference(images):
     """Build the CIFAR-10 model.
 
@@ -600,6 +620,54 @@ def inference(images):
         _activation_summary(softmax_linear)
 
     return softmax_linear
+
+
+def predict(uint8images):
+    """The model's predictions for whole images, computed as the evaluator does.
+
+    The images go through the evaluation's preprocessing
+    (cifar10_input.crop_and_standardize: the central 24x24 crop, then
+    per-image standardization), as inputs() applies it, then inference().
+    Restore the weights with averaged_weights_saver(), as the evaluator does.
+
+    Args:
+      uint8images: [n, 32, 32, 3] uint8 Tensor of RGB images, any n.
+
+    Returns:
+      logits: [n, NUM_CLASSES] Tensor, from inference().
+      probabilities: [n, NUM_CLASSES] float32 Tensor, the softmax of the logits.
+    """
+    images = cifar10_input.crop_and_standardize(uint8images)
+    if FLAGS.use_fp16:
+        images = tf.cast(images, tf.float16)
+    logits = inference(images)
+    probabilities = tf.nn.softmax(tf.cast(logits, tf.float32), name='probabilities')
+    return logits, probabilities
+
+
+def averaged_weights_saver():
+    """A Saver that restores the moving averages of the weights into the model.
+
+    Evaluation, prediction and export all use the averaged weights (the
+    shadow variables of MOVING_AVERAGE_DECAY the trainer keeps), worth
+    about 3 points of precision over the raw ones. Build the model first.
+
+    Returns:
+      A tf.train.Saver that loads each variable's shadow value from a
+      checkpoint into the variable.
+    """
+    return tf.train.Saver(averaged_variables())
+
+
+def averaged_variables():
+    """The dict from the checkpoint names of the weights' moving averages
+    (their shadow variables) to the model's variables they restore into.
+
+    Returns:
+      A dict, as averaged_weights_saver's Saver is built from.
+    """
+    variable_averages = tf.train.ExponentialMovingAverage(MOVING_AVERAGE_DECAY)
+    return variable_averages.variables_to_restore()
 
 
 def loss(logits, labels, scope=None):

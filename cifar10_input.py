@@ -130,6 +130,11 @@ RECORD_BYTES = LABEL_BYTES + IMAGE_BYTES
 TRAIN_FILES = ['data_batch_%d.bin' % i for i in range(1, 6)]
 TEST_FILES = ['test_batch.bin']
 
+# The class names, one a line, beside the data files; these if it is absent.
+CLASS_NAMES_FILE = 'batches.meta.txt'
+CLASS_NAMES = ['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog',
+               'horse', 'ship', 'truck']
+
 # The queue keeps at least this fraction of an epoch, for good shuffling.
 MIN_FRACTION_OF_EXAMPLES_IN_QUEUE = 0.4
 NUM_PREPROCESS_THREADS = 16
@@ -224,8 +229,9 @@ def data_filenames(eval_data, data_dir):
     return [os.path.join(data_dir, name) for name in names]
 
 
-def _decode_records(values):
-    """Splits raw records into labels and images.
+def decode_records(values):
+    """Splits raw records into labels and images (a chunk of a file's bytes,
+    or a whole file's records at once).
 
     Args:
       values: 1-D string Tensor of records, RECORD_BYTES long each.
@@ -246,6 +252,34 @@ def _decode_records(values):
     depth_major = tf.reshape(record_bytes[:, LABEL_BYTES:],
                              [-1, ORIGINAL_DEPTH, ORIGINAL_HEIGHT, ORIGINAL_WIDTH])
     return labels, tf.transpose(depth_major, [0, 2, 3, 1])
+
+
+def read_class_names(data_dir):
+    """Reads the class names from batches.meta.txt, as the binary release has it.
+
+    Args:
+      data_dir: path to the CIFAR-10 data directory (cifar-10-batches-bin).
+
+    Returns:
+      NUM_CLASSES names, label 0's first: the file's lines, or CLASS_NAMES if
+      there is no such file.
+
+    Raises:
+      UserError: if the file cannot be read or does not hold NUM_CLASSES names.
+    """
+    path = os.path.join(data_dir, CLASS_NAMES_FILE)
+    if not os.path.exists(path):
+        return list(CLASS_NAMES)
+    try:
+        with open(path, encoding='utf-8') as f:
+            names = [line.strip() for line in f if line.strip()]
+    except (OSError, UnicodeError) as e:
+        raise UserError('cannot read the class names in %s (%s): fix or delete it'
+                        % (path, e)) from e
+    if len(names) != NUM_CLASSES:
+        raise UserError('%s holds %d class names, not %d (one a line): fix or delete it'
+                        % (path, len(names), NUM_CLASSES))
+    return names
 
 
 def read_cifar10(filename_queue):
@@ -271,7 +305,7 @@ def read_cifar10(filename_queue):
     """
     reader = tf.FixedLengthRecordReader(record_bytes=RECORD_BYTES)
     key, value = reader.read(filename_queue)
-    labels, images = _decode_records(value)
+    labels, images = decode_records(value)
     return types.SimpleNamespace(
         height=ORIGINAL_HEIGHT, width=ORIGINAL_WIDTH, depth=ORIGINAL_DEPTH,
         key=key, label=tf.reshape(labels, [1]), uint8image=images[0])
@@ -293,7 +327,7 @@ def read_cifar10_records(filename_queue, num_records):
     """
     reader = tf.FixedLengthRecordReader(record_bytes=RECORD_BYTES)
     _, values = reader.read_up_to(filename_queue, num_records)
-    return _decode_records(values)
+    return decode_records(values)
 
 
 def _distort_images(uint8images, crop_offsets, flip, brightness_delta,
@@ -512,7 +546,7 @@ def distorted_inputs_dataset(data_dir, batch_size):
                        name, RECORD_BYTES)))
         dataset = (records.shuffle(min_queue_examples + 3 * batch_size)
                    .batch(batch_size, drop_remainder=True)
-                   .map(lambda values: _decode_records(values)[::-1],
+                   .map(lambda values: decode_records(values)[::-1],
                         num_parallel_calls=NUM_DATASET_MAP_CALLS)
                    .map(lambda images, labels: (distort_images(images), labels),
                         num_parallel_calls=NUM_DATASET_MAP_CALLS)

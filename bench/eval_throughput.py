@@ -53,14 +53,14 @@ def time_eval_once(checkpoint, num_examples, repeats):
       The list of durations in seconds.
     """
     with tf.Graph().as_default(), tempfile.TemporaryDirectory() as eval_dir:
-        top_k_op, saver = cifar10_eval.build_eval_graph(eval_data=True)
+        eval_ops, saver = cifar10_eval.build_eval_graph(eval_data=True)
         summary_op = tf.summary.merge_all()
         writer = tf.summary.FileWriter(eval_dir)
         durations = []
         for _ in range(repeats):
             start = time.perf_counter()
-            cifar10_eval.eval_once(saver, writer, top_k_op, summary_op, checkpoint,
-                                   num_examples)
+            cifar10_eval.eval_once(saver, writer, eval_ops, summary_op, checkpoint,
+                                   num_examples, cifar10.class_names())
             durations.append(time.perf_counter() - start)
         writer.close()
     return durations

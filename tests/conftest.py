@@ -13,13 +13,19 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from helpers import (
     DATA_SUBDIR,
+    IN_ORDER_RECORDS,
     MULTI_TOWER_FLAGS,
+    ONE_CLASS,
+    ONE_CLASS_STEP,
     SAMPLE_DIR,
     TEST_FILE,
     TRAINED_RUN_FLAGS,
     RunningScript,
+    copy_records,
+    evaluate_in_order,
     make_data_dir,
     run_script,
+    write_one_class_checkpoint,
 )
 
 
@@ -132,3 +138,55 @@ class _FileHandler(BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
+
+
+@pytest.fixture(scope='session')
+def in_order_data_dir(tmp_path_factory, synthetic_data_dir):
+    """A --data_dir whose test file holds the first IN_ORDER_RECORDS synthetic
+    test records, which the evaluator reads in file order."""
+    batches = tmp_path_factory.mktemp('in_order') / 'cifar10_data' / DATA_SUBDIR
+    batches.mkdir(parents=True)
+    copy_records(synthetic_data_dir / DATA_SUBDIR / 'test_batch.bin',
+                 batches / 'test_batch.bin', IN_ORDER_RECORDS)
+    return batches.parent
+
+
+@pytest.fixture(scope='session')
+def evaluator_outputs(trained_run, in_order_data_dir):
+    """The evaluator's graph on in_order_data_dir's test file, with the trained
+    run's latest checkpoint: a dict of arrays in file order (evaluate_in_order)."""
+    from cifar10 import tf  # Imports TensorFlow.
+
+    checkpoint = tf.train.latest_checkpoint(str(trained_run[0]))
+    return evaluate_in_order(in_order_data_dir, checkpoint)
+
+
+@pytest.fixture(scope='session')
+def exported_model(tmp_path_factory, trained_run):
+    """cifar10_export.py run once on the trained run into a new --export_dir.
+
+    Returns:
+      (export_dir, the CompletedProcess). Do not write into export_dir.
+    """
+    export_dir = tmp_path_factory.mktemp('export') / 'model'
+    result = run_script('cifar10_export.py', '--checkpoint_dir=%s' % trained_run[0],
+                        '--export_dir=%s' % export_dir)
+    assert result.returncode == 0, result.stderr
+    return export_dir, result
+
+
+@pytest.fixture(scope='session')
+def one_class_eval(tmp_path_factory, trained_run, synthetic_data_dir):
+    """cifar10_eval.py --run_once on the synthetic test data with a model that
+    always predicts ONE_CLASS (write_one_class_checkpoint, step ONE_CLASS_STEP).
+
+    Returns:
+      (eval_dir, the CompletedProcess).
+    """
+    root = tmp_path_factory.mktemp('one_class')
+    write_one_class_checkpoint(trained_run[0], root / 'train', ONE_CLASS, ONE_CLASS_STEP)
+    result = run_script('cifar10_eval.py', '--data_dir=%s' % synthetic_data_dir,
+                        '--checkpoint_dir=%s' % (root / 'train'),
+                        '--eval_dir=%s' % (root / 'eval'), '--run_once', '--batch_size=64')
+    assert result.returncode == 0, result.stderr
+    return root / 'eval', result

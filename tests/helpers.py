@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from absl.testing import flagsaver
 from tensorboard.backend.event_processing import event_accumulator
 
 REPO = Path(__file__).resolve().parents[1]
@@ -253,3 +254,138 @@ def publish_checkpoint(source_dir, target_dir, step):
     paths = list(state.all_model_checkpoint_paths) if state else []
     latest = str(target_dir / ('model.ckpt-%d' % step))
     tf.train.update_checkpoint_state(str(target_dir), latest, paths + [latest])
+# Prediction and export: the evaluator's graph run in file order, the
+# predictor's output lines, and models of known behaviour.
+
+# Few enough test records for one read of the evaluation pipeline (at most
+# cifar10_input.RECORDS_PER_READ), which then keeps them in file order.
+IN_ORDER_RECORDS = 100
+
+
+def read_records(path):
+    """Reads a CIFAR-10 binary file with numpy.
+
+    Returns:
+      labels: [N] uint8 array.
+      images: [N, 32, 32, 3] uint8 array (height, width, channel).
+    """
+    import cifar10  # Imports TensorFlow.
+
+    records = np.fromfile(path, np.uint8).reshape(-1, cifar10.cifar10_input.RECORD_BYTES)
+    return records[:, 0], records[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+
+
+def copy_records(source, target, count):
+    """Writes the first count records of the CIFAR-10 file source to target."""
+    import cifar10  # Imports TensorFlow.
+
+    Path(target).write_bytes(Path(source).read_bytes()[:count * cifar10.cifar10_input.RECORD_BYTES])
+
+
+def evaluate_in_order(data_dir, checkpoint_path):
+    """Runs the evaluator's graph (build_eval_graph) once on the test file.
+
+    The test file must hold at most RECORDS_PER_READ records (as
+    IN_ORDER_RECORDS do): one read takes them all, and one batch of
+    RECORDS_PER_READ holds them in file order.
+
+    Returns:
+      The dict of numpy arrays of the evaluator's eval_ops: 'in_top_k',
+      'labels', 'predictions' and 'logits', one entry per record.
+    """
+    import cifar10  # Imports TensorFlow.
+    import cifar10_eval
+
+    tf = cifar10.tf
+    with flagsaver.flagsaver(data_dir=str(data_dir),
+                             batch_size=cifar10.cifar10_input.RECORDS_PER_READ), \
+            tf.Graph().as_default():
+        eval_ops, saver = cifar10_eval.build_eval_graph(eval_data=True)
+        with tf.Session() as sess:
+            saver.restore(sess, str(checkpoint_path))
+            sess.run(tf.local_variables_initializer())
+            coord = tf.train.Coordinator()
+            threads = tf.train.start_queue_runners(sess=sess, coord=coord)
+            try:
+                return sess.run(eval_ops)
+            finally:
+                coord.request_stop()
+                coord.join(threads)
+
+
+def softmax(logits):
+    """The softmax of each row of logits, in float64."""
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def parse_predictions(output):
+    """Reads the predictor's lines, '<name>: cat 0.71, dog 0.18 (true: cat)'.
+
+    Returns:
+      A dict: name -> (list of (class, probability), true class or None).
+    """
+    predictions = {}
+    for match in re.finditer(r'^(.+?): (.+?)(?: \(true: (.+)\))?$', output, re.MULTILINE):
+        ranked = [(name, float(probability)) for name, probability in
+                  (item.rsplit(' ', 1) for item in match.group(2).split(', '))]
+        predictions[match.group(1)] = (ranked, match.group(3))
+    return predictions
+
+
+# The class that the one_class_eval fixture's model always predicts, and the
+# global step of its checkpoint.
+ONE_CLASS = 3
+ONE_CLASS_STEP = 7
+
+
+def write_one_class_checkpoint(train_dir, target_dir, label, step):
+    """Writes a checkpoint of a model that predicts label for every image.
+
+    The trained run's averaged weights, with the last layer's weights zero
+    and its biases 10 for label and 0 for the others.
+
+    Args:
+      train_dir: the trained run's train_dir.
+      target_dir: the folder to write model.ckpt-<step> and 'checkpoint' in.
+      label: the class predicted.
+      step: the global step in the checkpoint's name.
+
+    Returns:
+      The checkpoint's path prefix.
+    """
+    import cifar10  # Imports TensorFlow.
+
+    tf = cifar10.tf
+    with tf.Graph().as_default():
+        cifar10.inference(tf.zeros([1, cifar10.IMAGE_SIZE, cifar10.IMAGE_SIZE, 3]))
+        saver = cifar10.averaged_weights_saver()
+        variables = {v.op.name: v for v in tf.global_variables()}
+        biases = np.zeros(cifar10.NUM_CLASSES, np.float32)
+        biases[label] = 10.0
+        with tf.Session() as sess:
+            saver.restore(sess, tf.train.latest_checkpoint(str(train_dir)))
+            sess.run([variables['softmax_linear/weights'].assign(
+                          tf.zeros_like(variables['softmax_linear/weights'])),
+                      variables['softmax_linear/biases'].assign(biases)])
+            return saver.save(sess, str(Path(target_dir) / 'model.ckpt'), global_step=step)
+
+
+def printed_class_table(output):
+    """The per-class table the evaluator prints after its precision line.
+
+    Returns:
+      The rows, each a list of cells (the header first).
+    """
+    import cifar10  # Imports TensorFlow.
+
+    lines = output.splitlines()
+    [start] = [i for i, line in enumerate(lines) if 'precision @ 1 = ' in line]
+    rows = [re.split(r'\s{2,}', line.strip()) for line in lines[start + 1:]]
+    return rows[:cifar10.NUM_CLASSES + 1]
+
+
+def markdown_table_rows(table):
+    """The rows of a Markdown table (its separator line left out)."""
+    return [[cell.strip() for cell in line.strip().strip('|').split('|')]
+            for i, line in enumerate(table.splitlines()) if i != 1]

@@ -1,13 +1,28 @@
 """The evaluator: checkpoints, moving averages, counting and polling."""
 
+import io
 import re
 import shutil
 
 import numpy as np
 import pytest
 from absl.testing import flagsaver
-from helpers import DATA_SUBDIR, TEST_FILE, eval_flags, publish_checkpoint, read_events, run_script
+from helpers import (
+    DATA_SUBDIR,
+    ONE_CLASS,
+    ONE_CLASS_STEP,
+    TEST_FILE,
+    eval_flags,
+    markdown_table_rows,
+    printed_class_table,
+    publish_checkpoint,
+    read_events,
+    run_script,
+)
+from PIL import Image
+from tensorboard.backend.event_processing import event_accumulator
 
+import cifar10
 import cifar10_eval
 from cifar10 import tf
 
@@ -58,6 +73,8 @@ def test_precision_counts_exactly_num_examples_not_the_padded_last_batch(tmp_pat
         prediction = tf.train.input_producer(
             tf.constant([True] * 10 + [False] * 90), shuffle=False).dequeue()
         top_k_op = tf.train.batch([prediction], batch_size=10, num_threads=1)
+        eval_ops = {'in_top_k': top_k_op, 'labels': tf.zeros([10], tf.int32),
+                    'predictions': tf.zeros([10], tf.int64)}
         step_variable = tf.Variable(0, trainable=False)
         saver = tf.train.Saver([step_variable])
         summary_op = tf.summary.merge([tf.summary.scalar('unused', 1.0)])
@@ -65,8 +82,9 @@ def test_precision_counts_exactly_num_examples_not_the_padded_last_batch(tmp_pat
             sess.run(step_variable.initializer)
             checkpoint = saver.save(sess, str(tmp_path / 'model.ckpt'), global_step=7)
         writer = tf.summary.FileWriter(str(tmp_path / 'eval'))
-        precision = cifar10_eval.eval_once(saver, writer, top_k_op, summary_op,
-                                           checkpoint, num_examples=25)
+        precision = cifar10_eval.eval_once(saver, writer, eval_ops, summary_op,
+                                           checkpoint, num_examples=25,
+                                           class_names=['class %d' % i for i in range(10)])
         writer.close()
     assert precision == pytest.approx(10 / 25)  # Padded counting gives 10 / 30.
     [event] = read_events(tmp_path / 'eval').Scalars('Precision @ 1')
@@ -101,10 +119,11 @@ def test_a_checkpoint_deleted_while_the_evaluator_reads_it_is_said_to_be_deleted
     deleted = str(checkpoint_dir / 'model.ckpt-100')
     with flagsaver.flagsaver(data_dir=str(synthetic_data_dir), eval_dir=str(tmp_path / 'eval')), \
             tf.Graph().as_default():
-        top_k_op, saver = cifar10_eval.build_eval_graph(eval_data=True)
+        eval_ops, saver = cifar10_eval.build_eval_graph(eval_data=True)
         writer = tf.summary.FileWriter(str(tmp_path / 'eval'))
-        precision = cifar10_eval.eval_once(saver, writer, top_k_op, tf.summary.merge_all(),
-                                           deleted, num_examples=200)
+        precision = cifar10_eval.eval_once(saver, writer, eval_ops, tf.summary.merge_all(),
+                                           deleted, num_examples=200,
+                                           class_names=cifar10.CLASS_NAMES)
         writer.close()
     assert precision is None
     assert ('%s was deleted while being read (the trainer keeps only the newest); moving on '
@@ -124,3 +143,74 @@ def test_evaluator_refuses_a_test_file_that_is_not_cifar10(trained_run, syntheti
     assert result.stderr.count('\n') == 1
     assert 'test_batch.bin holds nothing but zero bytes' in result.stderr
     assert 'precision' not in result.stdout
+
+
+# Per-class precision and the confusion matrix.
+
+def class_events(eval_dir):
+    """The evaluator's event file, read with TensorBoard's reader."""
+    accumulator = event_accumulator.EventAccumulator(
+        str(eval_dir), size_guidance={event_accumulator.TENSORS: 0})
+    accumulator.Reload()
+    return accumulator
+
+
+def summary_table(accumulator):
+    """The rows of the last 'Confusion matrix (table)' text summary."""
+    [event] = accumulator.Tensors(cifar10_eval.CONFUSION_TABLE_TAG)[-1:]
+    return markdown_table_rows(tf.make_ndarray(event.tensor_proto).item().decode())
+
+
+def test_per_class_counts_add_up_to_the_examples_scored(tmp_path):
+    # 100 examples in batches of 10; 25 are scored, so the third batch is cut.
+    labels = np.arange(100) % 10
+    predictions = (labels * 3) % 10
+    with flagsaver.flagsaver(batch_size=10), tf.Graph().as_default():
+        example = tf.train.slice_input_producer(
+            [tf.constant(labels == predictions), tf.constant(labels, tf.int32),
+             tf.constant(predictions, tf.int64)], shuffle=False)
+        in_top_k, label_batch, prediction_batch = tf.train.batch(
+            example, batch_size=10, num_threads=1)
+        eval_ops = {'in_top_k': in_top_k, 'labels': label_batch,
+                    'predictions': prediction_batch}
+        step_variable = tf.Variable(0, trainable=False)
+        saver = tf.train.Saver([step_variable])
+        summary_op = tf.summary.merge([tf.summary.scalar('unused', 1.0)])
+        with tf.Session() as sess:
+            sess.run(step_variable.initializer)
+            checkpoint = saver.save(sess, str(tmp_path / 'model.ckpt'), global_step=7)
+        writer = tf.summary.FileWriter(str(tmp_path / 'eval'))
+        cifar10_eval.eval_once(saver, writer, eval_ops, summary_op, checkpoint,
+                               num_examples=25, class_names=cifar10.CLASS_NAMES)
+        writer.close()
+
+    rows = summary_table(class_events(tmp_path / 'eval'))[1:]
+    examples = [int(row[-2]) for row in rows]
+    assert sum(examples) == 25
+    assert examples == [3] * 5 + [2] * 5
+    assert sum(int(count) for row in rows for count in row[1:-2]) == 25
+
+
+def test_a_model_that_always_predicts_one_class_fills_one_column(one_class_eval):
+    table = printed_class_table(one_class_eval[1].stdout)
+    assert table[0][:-2] == ['true \\ predicted'] + cifar10.CLASS_NAMES
+    assert [row[0] for row in table[1:]] == cifar10.CLASS_NAMES
+    for row in table[1:]:
+        counts = [int(count) for count in row[1:-2]]
+        assert counts[ONE_CLASS] == int(row[-2]) == sum(counts)
+    assert sum(int(row[-2]) for row in table[1:]) == 200  # The synthetic test file.
+
+
+def test_eval_writes_class_precisions_and_the_confusion_matrix_for_tensorboard(
+        one_class_eval):
+    accumulator = class_events(one_class_eval[0])
+    for i, name in enumerate(cifar10.CLASS_NAMES):
+        [event] = accumulator.Scalars('Precision @ 1/%s' % name)
+        assert (event.step, event.value) == (ONE_CLASS_STEP, float(i == ONE_CLASS))
+    [image] = accumulator.Images(cifar10_eval.CONFUSION_IMAGE_TAG)
+    assert image.step == ONE_CLASS_STEP
+    decoded = Image.open(io.BytesIO(image.encoded_image_string))
+    assert (decoded.format, decoded.size) == ('PNG', (image.width, image.height))
+    [text] = accumulator.Tensors(cifar10_eval.CONFUSION_TABLE_TAG)
+    assert text.step == ONE_CLASS_STEP
+    assert summary_table(accumulator) == printed_class_table(one_class_eval[1].stdout)

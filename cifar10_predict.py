@@ -1,0 +1,235 @@
+"""Classifies your own images with a trained CIFAR-10 model.
+
+Usage:
+
+  python cifar10_predict.py --checkpoint_dir=/tmp/cifar10_train cat.png ship.jpg test_batch.bin
+
+(`cifar10-predict` once installed.) It prints one line per image, its top
+--top_k classes with their probabilities:
+
+  cat.png: cat 0.71, dog 0.18, frog 0.04
+
+and one per record of a CIFAR-10 binary file (.bin), with the record's index
+and its true class:
+
+  test_batch.bin[0]: cat 0.71, dog 0.18, frog 0.04 (true: cat)
+
+Image files (PNG, JPEG, GIF, BMP, WebP; any size, colour or greyscale) are
+decoded by TensorFlow and resized to 32x32 RGB; every image then goes
+through cifar10.predict, the evaluator's preprocessing and model, with the
+moving averages of the weights of the latest checkpoint in --checkpoint_dir
+(or of --checkpoint_path), as the evaluator restores them. Class names come
+from batches.meta.txt in --data_dir's cifar-10-batches-bin/, else the ten
+CIFAR-10 names. A file that cannot be classified gets one line on stderr
+saying why; the others are still classified, and the exit status is 1.
+"""
+
+import sys
+
+import numpy as np
+
+import cifar10
+import cifar10_eval  # noqa: F401  (defines --checkpoint_dir)
+import cifar10_input
+from cifar10_input import tf
+
+FLAGS = tf.app.flags.FLAGS
+
+tf.app.flags.DEFINE_integer('top_k', 3, """How many of the most likely classes to print.""",
+                            lower_bound=1, upper_bound=cifar10.NUM_CLASSES)
+tf.app.flags.DEFINE_string('checkpoint_path', '',
+                           """A checkpoint to use, such as /tmp/cifar10_train/model.ckpt-1000,
+                           instead of the latest in --checkpoint_dir.""")
+# --checkpoint_dir is the evaluator's flag, listed in this script's --help too.
+tf.app.flags.declare_key_flag('checkpoint_dir', flag_values=FLAGS)
+
+# Files with this ending are read as CIFAR-10 binary files, any other as an image.
+BINARY_FILE_EXTENSION = '.bin'
+
+
+def checkpoint_to_restore():
+    """The checkpoint to use: --checkpoint_path, else the latest in --checkpoint_dir.
+
+    Returns:
+      The checkpoint's path prefix.
+
+    Raises:
+      UserError: if there is no such checkpoint.
+    """
+    if FLAGS.checkpoint_path:
+        if not tf.gfile.Exists(FLAGS.checkpoint_path + '.index'):
+            raise cifar10.UserError(
+                'no checkpoint %s (no %s.index): give --checkpoint_path a path prefix '
+                'such as /tmp/cifar10_train/model.ckpt-1000'
+                % (FLAGS.checkpoint_path, FLAGS.checkpoint_path))
+        return FLAGS.checkpoint_path
+    checkpoint_path = tf.train.latest_checkpoint(FLAGS.checkpoint_dir)
+    if checkpoint_path is None:
+        raise cifar10.UserError('No checkpoint file found in %s' % FLAGS.checkpoint_dir)
+    return checkpoint_path
+
+
+def restore(sess, saver, checkpoint_path):
+    """Restores the averaged weights, with a one-line error if it cannot.
+
+    Args:
+      sess: the session.
+      saver: cifar10.averaged_weights_saver().
+      checkpoint_path: the checkpoint's path prefix.
+
+    Raises:
+      UserError: if the checkpoint is damaged or not of this model.
+    """
+    damage = cifar10.restore_checkpoint(
+        sess, saver, cifar10.averaged_variables(), checkpoint_path,
+        'cannot restore the averaged weights from %s, it does not fit this model (%s): '
+        'give a checkpoint the trainer wrote, with --use_fp16 as in training')
+    if damage is not None:
+        raise cifar10.UserError('%s is damaged (%s): give an older checkpoint with '
+                                '--checkpoint_path' % (checkpoint_path, damage))
+
+
+def _decode_image(encoded):
+    """Decodes a PNG, JPEG, GIF, BMP or WebP image to [32, 32, 3] uint8 RGB.
+
+    Greyscale becomes RGB and alpha is dropped; an animation gives its first
+    frame, but an animated WebP is refused (TensorFlow decodes those only as
+    RGBA, and decoding one with its own channels crashed TensorFlow 2.21);
+    an image of another size is resized, stretched to a square if it is not
+    one (bilinear, antialiased).
+    """
+    image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+    size = [cifar10.ORIGINAL_IMAGE_SIZE] * 2
+
+    def resize():
+        resized = tf.compat.v2.image.resize(image, size, antialias=True)
+        return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
+
+    has_size = tf.reduce_all(tf.equal(tf.shape(image)[:2], size))
+    return tf.cond(has_size, lambda: image, resize)
+
+
+def read_images(paths):
+    """Reads image files and CIFAR-10 binary files as 32x32 RGB images.
+
+    Args:
+      paths: file paths; those ending in .bin are read as CIFAR-10 binary
+        files, every record an image.
+
+    Returns:
+      names: the name to print for each image: its path, and for a record
+        of a binary file '<path>[<index>]'.
+      images: [n, 32, 32, 3] uint8 array.
+      labels: each image's true class, None for image files.
+      failures: (path, why) for each file that could not be read.
+    """
+    with tf.Graph().as_default(), tf.Session(config=cifar10.session_config()) as sess:
+        encoded = tf.placeholder(tf.string, [])
+        decoded_image = _decode_image(encoded)
+        record_labels, record_images = cifar10_input.decode_records(encoded)
+        names, images, labels, failures = [], [], [], []
+        for path in paths:
+            try:
+                with open(path, 'rb') as f:
+                    contents = f.read()
+            except OSError as e:
+                failures.append((path, e.strerror or str(e)))
+                continue
+            if path.lower().endswith(BINARY_FILE_EXTENSION):
+                if not contents or len(contents) % cifar10_input.RECORD_BYTES:
+                    failures.append((path, 'not a CIFAR-10 binary file: %d bytes is not a '
+                                     'positive multiple of the %d-byte record'
+                                     % (len(contents), cifar10_input.RECORD_BYTES)))
+                    continue
+                file_labels, file_images = sess.run([record_labels, record_images],
+                                                    {encoded: contents})
+                names += ['%s[%d]' % (path, i) for i in range(len(file_labels))]
+                images += list(file_images)
+                labels += [int(label) for label in file_labels]
+                continue
+            if not contents:
+                failures.append((path, 'empty file'))
+                continue
+            try:
+                images.append(sess.run(decoded_image, {encoded: contents}))
+            except tf.errors.OpError as e:
+                failures.append((path, 'cannot decode it as an image (%s)'
+                                 % cifar10.error_reason(e)))
+                continue
+            names.append(path)
+            labels.append(None)
+    image_shape = [cifar10.ORIGINAL_IMAGE_SIZE, cifar10.ORIGINAL_IMAGE_SIZE, 3]
+    return names, np.array(images, np.uint8).reshape([-1] + image_shape), labels, failures
+
+
+def predict_probabilities(images, checkpoint_path):
+    """Computes the class probabilities of images, as the evaluator would.
+
+    Args:
+      images: [n, 32, 32, 3] uint8 RGB array.
+      checkpoint_path: the checkpoint whose averaged weights to use.
+
+    Returns:
+      [n, NUM_CLASSES] float32 array, computed --batch_size images at a time.
+
+    Raises:
+      UserError: if the checkpoint cannot be restored.
+    """
+    with tf.Graph().as_default():
+        image_batch = tf.placeholder(
+            tf.uint8, [None, cifar10.ORIGINAL_IMAGE_SIZE, cifar10.ORIGINAL_IMAGE_SIZE, 3])
+        _, probabilities = cifar10.predict(image_batch)
+        saver = cifar10.averaged_weights_saver()
+        with tf.Session(config=cifar10.session_config()) as sess:
+            restore(sess, saver, checkpoint_path)
+            batches = [sess.run(probabilities, {image_batch: images[i:i + FLAGS.batch_size]})
+                       for i in range(0, len(images), FLAGS.batch_size)]
+    return np.concatenate(batches) if batches else np.zeros([0, cifar10.NUM_CLASSES],
+                                                            np.float32)
+
+
+def describe(probabilities, class_names, top_k):
+    """The top_k classes and their probabilities, most likely first.
+
+    Args:
+      probabilities: [NUM_CLASSES] array for one image.
+      class_names: the class names, label 0's first.
+      top_k: how many classes to name.
+
+    Returns:
+      A string like 'cat 0.71, dog 0.18, frog 0.04'.
+    """
+    top = np.argsort(-probabilities, kind='stable')[:top_k]
+    return ', '.join('%s %.2f' % (class_names[i], probabilities[i]) for i in top)
+
+
+def main(argv):
+    """Classifies the files argv[1:] names; returns 1 if any could not be read."""
+    paths = argv[1:]
+    if not paths:
+        raise cifar10.UserError('name the image files or CIFAR-10 .bin files to classify, '
+                                'as in: cifar10-predict --checkpoint_dir=%s cat.png'
+                                % FLAGS.checkpoint_dir)
+    checkpoint_path = checkpoint_to_restore()
+    class_names = cifar10.class_names()
+    names, images, labels, failures = read_images(paths)
+    for path, why in failures:
+        print('%s: error: %s' % (path, why), file=sys.stderr, flush=True)
+    probabilities = predict_probabilities(images, checkpoint_path)
+    for name, image_probabilities, label in zip(names, probabilities, labels, strict=True):
+        line = '%s: %s' % (name, describe(image_probabilities, class_names, FLAGS.top_k))
+        if label is not None:
+            true_class = class_names[label] if label < len(class_names) else label
+            line += ' (true: %s)' % true_class
+        print(line)
+    sys.stdout.flush()
+    return 1 if failures else 0
+
+
+def run():
+    """Console-script entry point: parses the flags and classifies."""
+    cifar10.run(main)
+
+
+if __name__ == '__main__':
+    run()
