@@ -7,41 +7,42 @@ same timing arithmetic, the same JSON output and the same weight check:
 
   ensure_data(data_dir)           # a full-size synthetic set, if none is there
   images, labels = load_train_records(data_dir, max_records)
-  x = preprocess(images)          # central 24x24 crop, per-image standardized
+  x = preprocess(images, 24)      # central 24x24 crop, per-image standardized
+  x, labels = load_data(data_dir, max_records, batch_size)   # both at once
   steady, windows = windows_rate(timestamps, batch_size, window, warmup_steps)
   write_json(path, result)
 
 The peers train on preprocessed, in-memory images without the tutorial's
 random distortions (random crop, flip, brightness, contrast): that is less
 work per example than the tutorial's trainer does, so the comparison is
-conservative for the tutorial.
+conservative for the tutorial. Each peer has the tutorial's LRN in two forms
+(--lrn, LRN_FORMS): its framework's own LRN, or the band-matrix form of
+cifar10.local_response_normalization, built on lrn_window here.
 
-It imports only numpy, so a peer can import it without TensorFlow; it is a
-library, not a script.
+The data set's constants (file names, record format, crop size, classes)
+are cifar10_input's, read by input_constants() in a child Python process:
+cifar10_input imports TensorFlow and switches eager execution off, which
+Keras 3 cannot train under and the PyTorch peer has no use for. This module
+itself imports only numpy and the standard library; it is a library, not a
+script.
 """
 
 import argparse
+import functools
 import json
 import math
 import os
 import statistics
 import subprocess
+import sys
+import types
 
 import numpy as np
 
-# The CIFAR-10 binary format: a label byte, then 1024 R, 1024 G, 1024 B bytes.
-DATA_SUBDIR = 'cifar-10-batches-bin'
-TRAIN_FILES = ['data_batch_%d.bin' % i for i in range(1, 6)]
-LABEL_BYTES = 1
-ORIGINAL_SIZE = 32
-DEPTH = 3
-IMAGE_BYTES = ORIGINAL_SIZE * ORIGINAL_SIZE * DEPTH
-RECORD_BYTES = LABEL_BYTES + IMAGE_BYTES
-
-# The model's input: the central crop, as cifar10_input.inputs() takes it.
-IMAGE_SIZE = 24
-CROP_OFFSET = (ORIGINAL_SIZE - IMAGE_SIZE) // 2
-NUM_CLASSES = 10
+# The constants of cifar10_input that the data helpers use (input_constants).
+INPUT_CONSTANTS = ('DATA_SUBDIR', 'TRAIN_FILES', 'TEST_FILES', 'LABEL_BYTES',
+                   'ORIGINAL_HEIGHT', 'ORIGINAL_WIDTH', 'ORIGINAL_DEPTH', 'RECORD_BYTES',
+                   'IMAGE_SIZE', 'NUM_CLASSES')
 
 # Preprocess this many images at a time, to bound the temporary memory.
 PREPROCESS_CHUNK = 4096
@@ -61,8 +62,16 @@ CHECK_ATOL = 1e-5
 # Exit status meaning "this peer's framework is not installed: skip it".
 EXIT_NOT_INSTALLED = 3
 
+# The tutorial's LRN (cifar10.LRN_*: tf.nn.lrn's depth_radius, bias, alpha,
+# beta), in the two forms a peer can use: its framework's own LRN, or the
+# band-matrix product with rsqrt of cifar10.local_response_normalization.
+LRN_DEPTH_RADIUS = 4
+LRN_BIAS = 1.0
+LRN_ALPHA = 0.001 / 9.0
+LRN_BETA = 0.75
+LRN_FORMS = ('framework', 'band')
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TEST_FILE = 'test_batch.bin'
 FULL_SIZE_RECORDS_PER_FILE = 10000
 
 # Arithmetic of the model per 24x24 image, counting a multiply-add as 2 FLOP.
@@ -90,7 +99,7 @@ def add_common_args(parser):
       The parser.
     """
     parser.add_argument('--data_dir', default='/tmp/cifar10_data',
-                        help='folder that holds %s/' % DATA_SUBDIR)
+                        help="the data set's folder, as the trainer's --data_dir")
     parser.add_argument('--batch_size', type=int, default=BATCH_SIZE,
                         help='examples per training step')
     parser.add_argument('--max_records', type=int, default=None,
@@ -103,6 +112,9 @@ def add_common_args(parser):
                         help='write the result to this JSON file')
     parser.add_argument('--check', metavar='REFERENCE.npz', default=None,
                         help='only check the model against make_reference.py output')
+    parser.add_argument('--lrn', choices=LRN_FORMS, default='framework',
+                        help="the LRN's form: the framework's own LRN, or the band-matrix "
+                        "product of cifar10.local_response_normalization")
     return parser
 
 
@@ -135,6 +147,47 @@ def usable_cores():
     return os.cpu_count() or 1
 
 
+@functools.cache
+def input_constants():
+    """The data set's constants, as cifar10_input declares them.
+
+    cifar10_input imports TensorFlow and switches eager execution off, so it
+    is imported in a child Python process (once per process, on first use),
+    which prints the constants; the caller's process stays as it was.
+
+    Returns:
+      A types.SimpleNamespace with the INPUT_CONSTANTS as attributes (the
+      file lists as lists).
+
+    Raises:
+      RuntimeError: if cifar10_input cannot be imported.
+    """
+    code = ('import json, cifar10_input; print(json.dumps({name: getattr(cifar10_input, name) '
+            'for name in %r}))' % (INPUT_CONSTANTS,))
+    result = run([sys.executable, '-c', code])
+    if result.returncode:
+        raise RuntimeError('reading the constants of cifar10_input failed: %s'
+                           % result.stderr.strip()[-2000:])
+    return types.SimpleNamespace(**json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+def lrn_window(depth):
+    """The band matrix of the LRN's band-matrix form.
+
+    Entry [i, j] is 1 where channels i and j are at most LRN_DEPTH_RADIUS
+    apart, so squares @ lrn_window(depth) sums each channel's window of
+    squares, as cifar10.local_response_normalization does. It is symmetric.
+
+    Args:
+      depth: the number of channels.
+
+    Returns:
+      float32 array [depth, depth].
+    """
+    channel = np.arange(depth)
+    return (np.abs(channel[:, None] - channel[None, :]) <= LRN_DEPTH_RADIUS).astype(np.float32)
+
+
 def ensure_data(data_dir, records_per_file=FULL_SIZE_RECORDS_PER_FILE, seed=0):
     """Writes a synthetic data set of the full release's size, unless
     <data_dir>/cifar-10-batches-bin/ is there already.
@@ -154,17 +207,20 @@ def ensure_data(data_dir, records_per_file=FULL_SIZE_RECORDS_PER_FILE, seed=0):
     Returns:
       data_dir.
     """
-    batches = os.path.join(data_dir, DATA_SUBDIR)
+    const = input_constants()
+    batches = os.path.join(data_dir, const.DATA_SUBDIR)
     if os.path.isdir(batches):
         return data_dir
     print('Writing a synthetic full-size data set to %s ...' % batches, flush=True)
     rng = np.random.default_rng(seed)
     staging = batches + '.partial'
     os.makedirs(staging, exist_ok=True)
-    for name in TRAIN_FILES + [TEST_FILE]:
-        labels = rng.integers(0, NUM_CLASSES, size=records_per_file)
-        noise = rng.normal(0, 40, size=(records_per_file, DEPTH, ORIGINAL_SIZE, ORIGINAL_SIZE))
-        colours = rng.integers(0, 256, size=(records_per_file, DEPTH))
+    planes_shape = (records_per_file, const.ORIGINAL_DEPTH, const.ORIGINAL_HEIGHT,
+                    const.ORIGINAL_WIDTH)
+    for name in const.TRAIN_FILES + const.TEST_FILES:
+        labels = rng.integers(0, const.NUM_CLASSES, size=records_per_file)
+        noise = rng.normal(0, 40, size=planes_shape)
+        colours = rng.integers(0, 256, size=(records_per_file, const.ORIGINAL_DEPTH))
         planes = np.clip(colours[:, :, None, None] + noise, 0, 255).astype(np.uint8)
         records = np.concatenate([labels[:, None].astype(np.uint8),
                                   planes.reshape(records_per_file, -1)], axis=1)
@@ -211,55 +267,61 @@ def load_train_records(data_dir, max_records=None):
 
     Returns:
       images: uint8 array [N, 32, 32, 3] (height, width, RGB).
-      labels: int32 array [N], each 0..9.
+      labels: int32 array [N], the label bytes (0..9 in CIFAR-10).
 
     Raises:
       FileNotFoundError: if a training file is missing.
       ValueError: if a file is not a whole number of records.
     """
+    const = input_constants()
     chunks = []
     total = 0
-    for name in TRAIN_FILES:
+    for name in const.TRAIN_FILES:
         if max_records is not None and total >= max_records:
             break
-        path = os.path.join(data_dir, DATA_SUBDIR, name)
+        path = os.path.join(data_dir, const.DATA_SUBDIR, name)
         if not os.path.exists(path):
             raise FileNotFoundError('data file %s not found: --data_dir (now %s) must be '
-                                    'the folder that holds %s/' % (path, data_dir, DATA_SUBDIR))
+                                    'the folder that holds %s/'
+                                    % (path, data_dir, const.DATA_SUBDIR))
         raw = np.fromfile(path, dtype=np.uint8)
-        if raw.size == 0 or raw.size % RECORD_BYTES:
+        if raw.size == 0 or raw.size % const.RECORD_BYTES:
             raise ValueError('data file %s is %d bytes, not a positive multiple of %d'
-                             % (path, raw.size, RECORD_BYTES))
-        records = raw.reshape(-1, RECORD_BYTES)
+                             % (path, raw.size, const.RECORD_BYTES))
+        records = raw.reshape(-1, const.RECORD_BYTES)
         if max_records is not None:
             records = records[:max_records - total]
         chunks.append(records)
         total += len(records)
     records = np.concatenate(chunks)
     labels = records[:, 0].astype(np.int32)
-    planes = records[:, LABEL_BYTES:].reshape(-1, DEPTH, ORIGINAL_SIZE, ORIGINAL_SIZE)
+    planes = records[:, const.LABEL_BYTES:].reshape(-1, const.ORIGINAL_DEPTH,
+                                                    const.ORIGINAL_HEIGHT, const.ORIGINAL_WIDTH)
     images = np.ascontiguousarray(planes.transpose(0, 2, 3, 1))
     return images, labels
 
 
-def preprocess(images):
-    """Crops the central 24x24 and standardizes each image, as the eval input does.
+def preprocess(images, size):
+    """Crops the central size x size and standardizes each image, as the eval input does.
 
-    Matches tf.image.resize_image_with_crop_or_pad(image, 24, 24) followed by
-    tf.image.per_image_standardization: (x - mean) / max(stddev, 1/sqrt(24*24*3)),
-    with the mean and the (population) stddev taken over the whole image.
+    Matches tf.image.resize_image_with_crop_or_pad(image, size, size) followed
+    by tf.image.per_image_standardization: (x - mean) / max(stddev,
+    1/sqrt(pixels)), with the mean and the (population) stddev taken over the
+    whole image. The images are at least size x size, as CIFAR-10's 32x32.
 
     Args:
-      images: uint8 array [N, 32, 32, 3].
+      images: uint8 array [N, H, W, C].
+      size: the crop's height and width (cifar10_input.IMAGE_SIZE, 24).
 
     Returns:
-      float32 array [N, 24, 24, 3] (NHWC).
+      float32 array [N, size, size, C] (NHWC).
     """
-    end = CROP_OFFSET + IMAGE_SIZE
-    min_stddev = np.float32(1.0 / math.sqrt(IMAGE_SIZE * IMAGE_SIZE * DEPTH))
-    out = np.empty((len(images), IMAGE_SIZE, IMAGE_SIZE, DEPTH), dtype=np.float32)
+    _, height, width, depth = images.shape
+    top, left = (height - size) // 2, (width - size) // 2
+    min_stddev = np.float32(1.0 / math.sqrt(size * size * depth))
+    out = np.empty((len(images), size, size, depth), dtype=np.float32)
     for start in range(0, len(images), PREPROCESS_CHUNK):
-        crop = images[start:start + PREPROCESS_CHUNK, CROP_OFFSET:end, CROP_OFFSET:end]
+        crop = images[start:start + PREPROCESS_CHUNK, top:top + size, left:left + size]
         crop = crop.astype(np.float32)
         mean = crop.mean(axis=(1, 2, 3), keepdims=True)
         stddev = crop.std(axis=(1, 2, 3), keepdims=True)
@@ -286,7 +348,7 @@ def load_data(data_dir, max_records=None, batch_size=1):
     if len(images) < batch_size:
         raise ValueError('%d records are fewer than one batch of %d'
                          % (len(images), batch_size))
-    return preprocess(images), labels
+    return preprocess(images, input_constants().IMAGE_SIZE), labels
 
 
 def windows_rate(timestamps, batch_size, window=WINDOW_STEPS, warmup_steps=0,
@@ -344,8 +406,8 @@ def print_result(result):
     Args:
       result: the dict a peer writes to JSON.
     """
-    print('%s: batch %d, %d records' % (result['peer'], result['batch_size'],
-                                        result['num_records']))
+    print('%s (--lrn=%s): batch %d, %d records' % (result['peer'], result['lrn'],
+                                                   result['batch_size'], result['num_records']))
     for key in ('steady', 'whole_epoch', 'epoch_change_idle_secs'):
         if key in result:
             value = result[key]

@@ -8,8 +8,13 @@ regularizer of 0.002, since l2_loss(w) = sum(w^2) / 2); plain SGD at
 learning rate 0.1, batch 128. The tutorial's learning rate decays only after
 136,718 steps and its moving averages of the weights do not change the
 training; this peer has neither. Keras 3 has no LRN layer, so a small layer
-calls tf.nn.local_response_normalization, as a Keras user would. The model
-is compiled with jit_compile=False: no XLA, like the tutorial.
+computes it, in one of two forms (--lrn):
+  framework  tf.nn.local_response_normalization, as a Keras user would
+  band       the form of cifar10.local_response_normalization: the sum of
+             squares over the 9 neighbouring channels as a product with a
+             band matrix, and d ** -0.75 as rsqrt(d) * sqrt(rsqrt(d)); its
+             gradient is TensorFlow's automatic one
+The model is compiled with jit_compile=False: no XLA, like the tutorial.
 
 It trains the natural Keras way, model.fit on in-memory numpy arrays with
 shuffle=True, and a callback records the time of every batch end and epoch
@@ -32,8 +37,9 @@ without the tutorial's random distortions: less work per example than the
 tutorial's trainer does, so the comparison is conservative.
 
 Usage:
-  python bench/peer_keras.py --data_dir /tmp/cifar10_data [--epochs 3] [--json out.json]
-  python bench/peer_keras.py --check /tmp/ref.npz
+  python bench/peer_keras.py --data_dir /tmp/cifar10_data [--lrn band] [--epochs 3] \
+      [--json out.json]
+  python bench/peer_keras.py --check /tmp/ref.npz [--lrn band]
 
 Exits with status 3 if Keras (or TensorFlow) is not installed.
 """
@@ -59,7 +65,6 @@ except ImportError:
     sys.exit(pc.EXIT_NOT_INSTALLED)
 
 EPOCHS = 3
-LRN_ARGS = {'depth_radius': 4, 'bias': 1.0, 'alpha': 0.001 / 9.0, 'beta': 0.75}
 CHANNELS = 64
 # Layer name -> (truncated normal stddev, bias init).
 INIT = {
@@ -73,7 +78,27 @@ ACTIVATIONS = ('conv1', 'pool1', 'norm1', 'conv2', 'norm2', 'pool2', 'local3', '
 
 
 class LocalResponseNorm(keras.layers.Layer):
-    """tf.nn.local_response_normalization with the tutorial's parameters."""
+    """The tutorial's LRN, in the form the flag --lrn names (common.LRN_FORMS)."""
+
+    def __init__(self, form, **kwargs):
+        """Keeps the form.
+
+        Args:
+          form: 'framework' (tf.nn.local_response_normalization) or 'band'.
+          **kwargs: keras.layers.Layer's arguments (name).
+        """
+        super().__init__(**kwargs)
+        self.form = form
+        self.window = None
+
+    def build(self, input_shape):
+        """Makes the band matrix of the input's channels (band form only).
+
+        Args:
+          input_shape: the NHWC input shape.
+        """
+        if self.form == 'band':
+            self.window = tf.constant(pc.lrn_window(input_shape[-1]))
 
     def call(self, inputs):
         """Normalizes across channels.
@@ -84,7 +109,15 @@ class LocalResponseNorm(keras.layers.Layer):
         Returns:
           The normalized tensor, same shape.
         """
-        return tf.nn.local_response_normalization(inputs, **LRN_ARGS)
+        if self.form == 'framework':
+            return tf.nn.local_response_normalization(
+                inputs, depth_radius=pc.LRN_DEPTH_RADIUS, bias=pc.LRN_BIAS,
+                alpha=pc.LRN_ALPHA, beta=pc.LRN_BETA)
+        # d = bias + alpha * (sum of squares over the channel window);
+        # d ** -0.75 without pow, as cifar10.local_response_normalization.
+        d = pc.LRN_BIAS + pc.LRN_ALPHA * tf.tensordot(tf.square(inputs), self.window, axes=1)
+        inverse_sqrt = tf.math.rsqrt(d)
+        return inputs * (inverse_sqrt * tf.sqrt(inverse_sqrt))
 
     def compute_output_shape(self, input_shape):
         """The output has the input's shape.
@@ -124,28 +157,33 @@ def max_pool(name):
     return keras.layers.MaxPooling2D(3, 2, padding='same', name=name)
 
 
-def build_model():
+def build_model(lrn, image_size, num_classes):
     """Builds and compiles the model (SGD 0.1, no XLA).
+
+    Args:
+      lrn: the LRN's form, 'framework' or 'band'.
+      image_size: the input images' height and width (24).
+      num_classes: the number of classes (10).
 
     Returns:
       A compiled keras.Model mapping [N, 24, 24, 3] images to [N, 10] logits.
     """
     decay = keras.regularizers.L2(pc.WEIGHT_DECAY / 2)
-    inputs = keras.Input((pc.IMAGE_SIZE, pc.IMAGE_SIZE, 3), name='images')
+    inputs = keras.Input((image_size, image_size, 3), name='images')
     x = keras.layers.Conv2D(CHANNELS, 5, padding='same', activation='relu', name='conv1',
                             **init_args('conv1'))(inputs)
     x = max_pool('pool1')(x)
-    x = LocalResponseNorm(name='norm1')(x)
+    x = LocalResponseNorm(lrn, name='norm1')(x)
     x = keras.layers.Conv2D(CHANNELS, 5, padding='same', activation='relu', name='conv2',
                             **init_args('conv2'))(x)
-    x = LocalResponseNorm(name='norm2')(x)
+    x = LocalResponseNorm(lrn, name='norm2')(x)
     x = max_pool('pool2')(x)
     x = keras.layers.Flatten(name='flatten')(x)
     x = keras.layers.Dense(384, activation='relu', kernel_regularizer=decay, name='local3',
                            **init_args('local3'))(x)
     x = keras.layers.Dense(192, activation='relu', kernel_regularizer=decay, name='local4',
                            **init_args('local4'))(x)
-    logits = keras.layers.Dense(pc.NUM_CLASSES, name='softmax_linear',
+    logits = keras.layers.Dense(num_classes, name='softmax_linear',
                                 **init_args('softmax_linear'))(x)
     model = keras.Model(inputs, logits, name='cifar10')
     model.compile(optimizer=keras.optimizers.SGD(learning_rate=pc.LEARNING_RATE),
@@ -270,6 +308,7 @@ def summarize(timer, num_records, args):
                                  for c in changes)
     return {
         'peer': 'keras',
+        'lrn': args.lrn,
         'framework': 'keras %s, tensorflow %s' % (keras.__version__, tf.__version__),
         'python': platform.python_version(),
         'jit_compile': False,
@@ -291,26 +330,29 @@ def summarize(timer, num_records, args):
     }
 
 
-def check(path):
+def check(path, lrn, num_classes):
     """Checks ops, activations, logits, loss and one fit step against the reference.
 
     The step is model.train_on_batch, which runs the train_step that fit runs.
 
     Args:
       path: the .npz from make_reference.py.
+      lrn: the LRN's form, 'framework' or 'band'.
+      num_classes: the number of classes.
 
     Returns:
       The exit status: 0 if everything agrees.
     """
     ref = pc.load_reference(path)
     results = []
-    lrn = LocalResponseNorm()
-    results.append(pc.check_close('op tf.nn.lrn', lrn(ref['ops/lrn_in']), ref['ops/lrn_out']))
+    normalized = LocalResponseNorm(lrn)(ref['ops/lrn_in'])
+    results.append(pc.check_close('op lrn, %s form' % lrn, normalized,
+                                  ref['ops/lrn_out']))
     for size in (24, 12):
         pooled = max_pool('pool%d' % size)(ref['ops/pool%d_in' % size])
         results.append(pc.check_close('op max_pool SAME %dx%d' % (size, size), pooled,
                                       ref['ops/pool%d_out' % size]))
-    model = build_model()
+    model = build_model(lrn, ref['images'].shape[1], num_classes)
     for name in INIT:
         model.get_layer(name).set_weights([ref['init/%s/weights' % name],
                                            ref['init/%s/biases' % name]])
@@ -331,8 +373,8 @@ def check(path):
             results.append(pc.check_close('after ' + key, value, ref['after/' + key]))
             results.append(pc.check_step('update ' + key, ref['init/' + key], value,
                                          ref['after/' + key]))
-    print('peer_keras --check %s (keras %s, tensorflow %s)'
-          % (path, keras.__version__, tf.__version__))
+    print('peer_keras --check %s --lrn=%s (keras %s, tensorflow %s)'
+          % (path, lrn, keras.__version__, tf.__version__))
     return pc.finish_check(results)
 
 
@@ -352,14 +394,15 @@ def main():
     if keras.backend.backend() != 'tensorflow':
         print('peer_keras: Keras runs on %s, not tensorflow' % keras.backend.backend())
         return 1
+    num_classes = pc.input_constants().NUM_CLASSES
     if args.check:
-        return check(args.check)
+        return check(args.check, args.lrn, num_classes)
     try:
         x, y = pc.load_data(args.data_dir, args.max_records, args.batch_size)
     except (OSError, ValueError) as e:
         print('peer_keras: error: %s' % e, file=sys.stderr)
         return 1
-    model = build_model()
+    model = build_model(args.lrn, x.shape[1], num_classes)
     timer = Timer()
     history = model.fit(x, y, batch_size=args.batch_size, epochs=args.epochs, shuffle=True,
                         callbacks=[timer], verbose=args.verbose)

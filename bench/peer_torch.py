@@ -16,7 +16,12 @@ Three points make PyTorch compute exactly TensorFlow's function:
   sizes are padded with -inf as TF pads them, then pooled unpadded.
 - tf.nn.lrn(depth_radius=4, alpha=a) sums x^2 over 9 channels times a;
   nn.LocalResponseNorm averages over `size` channels, so it is
-  LocalResponseNorm(size=9, alpha=9 * a, beta=0.75, k=1.0).
+  LocalResponseNorm(size=9, alpha=9 * a, beta=0.75, k=1.0). That is the
+  framework's form of the LRN (--lrn=framework). The other, --lrn=band, is
+  the form of cifar10.local_response_normalization: the sum of squares over
+  the 9 neighbouring channels as a product with a band matrix (a 1x1
+  convolution in NCHW), and d ** -0.75 as rsqrt(d) * sqrt(rsqrt(d)); its
+  gradient is autograd's.
 - The model flattens NCHW; the local3 weights' rows are permuted from TF's
   NHWC flatten order when loaded (and back when compared), so the weights
   are interchangeable and no permute runs in the training step.
@@ -27,8 +32,9 @@ standardization) without the tutorial's random distortions: less work per
 example than the tutorial's trainer, so the comparison is conservative.
 
 Usage:
-  python bench/peer_torch.py --data_dir /tmp/cifar10_data [--steps 300] [--json out.json]
-  python bench/peer_torch.py --check /tmp/ref.npz
+  python bench/peer_torch.py --data_dir /tmp/cifar10_data [--lrn band] [--steps 300] \
+      [--json out.json]
+  python bench/peer_torch.py --check /tmp/ref.npz [--lrn band]
 
 Exits with status 3 if PyTorch is not installed.
 """
@@ -50,11 +56,7 @@ except ImportError:
     sys.exit(pc.EXIT_NOT_INSTALLED)
 
 STEPS = 300
-LRN_RADIUS = 4
-LRN_SIZE = 2 * LRN_RADIUS + 1
-LRN_ALPHA = 0.001 / 9.0
-LRN_BETA = 0.75
-LRN_BIAS = 1.0
+LRN_SIZE = 2 * pc.LRN_DEPTH_RADIUS + 1
 POOL_SIZE = 3
 POOL_STRIDE = 2
 POOL2_SIZE = 6
@@ -103,19 +105,67 @@ def max_pool_same(x):
     return F.max_pool2d(x, POOL_SIZE, POOL_STRIDE)
 
 
+class BandLocalResponseNorm(nn.Module):
+    """The LRN in the form of cifar10.local_response_normalization, NCHW."""
+
+    def __init__(self, depth):
+        """Keeps the band matrix as a 1x1 convolution's kernel (a buffer, not trained).
+
+        Args:
+          depth: the number of channels.
+        """
+        super().__init__()
+        window = torch.from_numpy(pc.lrn_window(depth))
+        self.register_buffer('window', window.reshape(depth, depth, 1, 1))
+
+    def forward(self, x):
+        """Normalizes across channels.
+
+        Args:
+          x: tensor [N, C, H, W].
+
+        Returns:
+          The normalized tensor, same shape.
+        """
+        # d = bias + alpha * (sum of squares over the channel window); the
+        # window is symmetric, so the kernel's in/out order does not matter.
+        d = pc.LRN_BIAS + pc.LRN_ALPHA * F.conv2d(x.square(), self.window)
+        inverse_sqrt = torch.rsqrt(d)
+        return x * (inverse_sqrt * torch.sqrt(inverse_sqrt))
+
+
+def make_lrn(form):
+    """The tutorial's LRN over CHANNELS channels, in one of common.LRN_FORMS.
+
+    Args:
+      form: 'framework' (nn.LocalResponseNorm) or 'band'.
+
+    Returns:
+      An nn.Module.
+    """
+    if form == 'band':
+        return BandLocalResponseNorm(CHANNELS)
+    return nn.LocalResponseNorm(LRN_SIZE, alpha=LRN_SIZE * pc.LRN_ALPHA, beta=pc.LRN_BETA,
+                                k=pc.LRN_BIAS)
+
+
 class Cifar10Net(nn.Module):
     """The tutorial's model; its parameters are named after the TF variables."""
 
-    def __init__(self):
-        """Creates the layers, initialized as the tutorial initializes them."""
+    def __init__(self, lrn, num_classes):
+        """Creates the layers, initialized as the tutorial initializes them.
+
+        Args:
+          lrn: the LRN's form, 'framework' or 'band'.
+          num_classes: the number of classes (10).
+        """
         super().__init__()
         self.conv1 = nn.Conv2d(3, CHANNELS, 5, padding=2)
         self.conv2 = nn.Conv2d(CHANNELS, CHANNELS, 5, padding=2)
         self.local3 = nn.Linear(POOL2_SIZE * POOL2_SIZE * CHANNELS, 384)
         self.local4 = nn.Linear(384, 192)
-        self.softmax_linear = nn.Linear(192, pc.NUM_CLASSES)
-        self.lrn = nn.LocalResponseNorm(LRN_SIZE, alpha=LRN_SIZE * LRN_ALPHA,
-                                        beta=LRN_BETA, k=LRN_BIAS)
+        self.softmax_linear = nn.Linear(192, num_classes)
+        self.lrn = make_lrn(lrn)
         with torch.no_grad():
             for name, (stddev, bias) in INIT.items():
                 layer = getattr(self, name)
@@ -218,25 +268,27 @@ def nhwc(tensor):
     return tensor.detach().numpy().transpose(0, 2, 3, 1)
 
 
-def check(path):
+def check(path, lrn, num_classes):
     """Checks ops, logits, loss and one SGD step against the reference.
 
     Args:
       path: the .npz from make_reference.py.
+      lrn: the LRN's form, 'framework' or 'band'.
+      num_classes: the number of classes.
 
     Returns:
       The exit status: 0 if everything agrees.
     """
     ref = pc.load_reference(path)
     results = []
-    lrn = nn.LocalResponseNorm(LRN_SIZE, alpha=LRN_SIZE * LRN_ALPHA, beta=LRN_BETA, k=LRN_BIAS)
-    results.append(pc.check_close('op tf.nn.lrn', nhwc(lrn(nchw(ref['ops/lrn_in']))),
+    normalized = make_lrn(lrn)(nchw(ref['ops/lrn_in']))
+    results.append(pc.check_close('op lrn, %s form' % lrn, nhwc(normalized),
                                   ref['ops/lrn_out']))
     for size in (24, 12):
         pooled = max_pool_same(nchw(ref['ops/pool%d_in' % size]))
         results.append(pc.check_close('op max_pool SAME %dx%d' % (size, size),
                                       nhwc(pooled), ref['ops/pool%d_out' % size]))
-    model = Cifar10Net()
+    model = Cifar10Net(lrn, num_classes)
     with torch.no_grad():
         for name in INIT:
             layer = getattr(model, name)
@@ -276,11 +328,11 @@ def check(path):
             results.append(pc.check_close('after ' + key, value, ref['after/' + key]))
             results.append(pc.check_step('update ' + key, ref['init/' + key], value,
                                          ref['after/' + key]))
-    print('peer_torch --check %s (torch %s)' % (path, torch.__version__))
+    print('peer_torch --check %s --lrn=%s (torch %s)' % (path, lrn, torch.__version__))
     return pc.finish_check(results)
 
 
-def train(x, y, batch_size, steps, seed=0):
+def train(x, y, batch_size, steps, lrn, num_classes, seed=0):
     """Trains a fresh model for some steps, timing each.
 
     Batches are drawn from a fresh shuffle of the data at each pass; the
@@ -291,6 +343,8 @@ def train(x, y, batch_size, steps, seed=0):
       y: int64 tensor [N].
       batch_size: examples per step.
       steps: the number of steps.
+      lrn: the LRN's form, 'framework' or 'band'.
+      num_classes: the number of classes.
       seed: the torch random seed.
 
     Returns:
@@ -298,7 +352,7 @@ def train(x, y, batch_size, steps, seed=0):
       (time.perf_counter seconds), and the last step's loss.
     """
     torch.manual_seed(seed)
-    model = Cifar10Net()
+    model = Cifar10Net(lrn, num_classes)
     optimizer = torch.optim.SGD(model.parameters(), lr=pc.LEARNING_RATE)
     per_pass = len(x) // batch_size
     order = torch.randperm(len(x))
@@ -333,19 +387,21 @@ def main():
                         help='torch.set_num_threads (default: the usable cores)')
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    num_classes = pc.input_constants().NUM_CLASSES
     if args.check:
-        return check(args.check)
+        return check(args.check, args.lrn, num_classes)
     try:
         x, y = pc.load_data(args.data_dir, args.max_records, args.batch_size)
     except (OSError, ValueError) as e:
         print('peer_torch: error: %s' % e, file=sys.stderr)
         return 1
     x, y = nchw(x), torch.from_numpy(y).long()
-    timestamps, final_loss = train(x, y, args.batch_size, args.steps)
+    timestamps, final_loss = train(x, y, args.batch_size, args.steps, args.lrn, num_classes)
     steady, windows = pc.windows_rate(timestamps, args.batch_size, args.window,
                                       args.warmup_steps)
     result = {
         'peer': 'torch',
+        'lrn': args.lrn,
         'framework': 'torch %s' % torch.__version__,
         'python': platform.python_version(),
         'threads': args.threads,

@@ -1,23 +1,32 @@
-"""Training throughput of the tutorial's model, fed five ways, on this machine.
+"""Training throughput of the tutorial's model on this machine: our trainer, fed
+two ways, its compute-only ceiling, and the same model in Keras and PyTorch,
+each with its framework's LRN and with our trainer's band-matrix LRN.
 
   python bench/train_throughput.py [--data_dir=/tmp/cifar10_bench] [--json=out.json]
 
 Rows, each measured in a process of its own, one after the other:
-  ceiling   the training step on a constant in-memory batch: compute only
-  queue     cifar10_train.py as a user runs it (queue runners), from its log
-  dataset   the same with --input_pipeline=dataset (tf.data)
-  keras     the same model in Keras 3 model.fit (no XLA): steady and whole-epoch
-  torch     the same model in PyTorch eager (skipped if torch is not installed)
-and the machine's float32 matrix-multiply rate, measured in the same run,
-and the CPU time each input pipeline alone spends per image (no model to
-feed), shown as its share of the cores at the ceiling's rate.
+  ceiling     the training step on a constant in-memory batch: compute only
+  queue       cifar10_train.py as a user runs it (queue runners), from its log
+  dataset     the same with --input_pipeline=dataset (tf.data)
+  keras       the same model in Keras 3 model.fit (no XLA), with
+              tf.nn.local_response_normalization: steady and whole-epoch
+  keras_band  the same with the band-matrix LRN of our trainer (--lrn=band)
+  torch       the same model in PyTorch eager, with nn.LocalResponseNorm
+              (skipped, as torch_band, if torch is not installed)
+  torch_band  the same with the band-matrix LRN
+and the machine's float32 matrix-multiply rate (row matmul), and the CPU
+time each input pipeline alone spends per image (no model to feed), shown
+as its share of the cores at the ceiling's rate.
 Each rate is examples/sec, the median of windows of --window steps after
---warmup_steps; each row is shown against the ceiling and, counting
-common.FLOP_PER_TRAINING_IMAGE (105.3 MFLOP), against the matmul rate.
-This machine's speed drifts by 15% for stretches of seconds (a shared VM),
-so matmul, ceiling, queue and dataset are measured in --rounds rounds one
-after the other: a rate is the median over the rounds, and a ratio the
-median of the ratios within each round.
+--warmup_steps; each row is shown against the ceiling, against our trainer
+(queue) and, counting common.FLOP_PER_TRAINING_IMAGE (105.3 MFLOP), against
+the matmul rate. This machine's speed drifts by 15% for stretches of seconds
+(a shared VM), so every row but the input pipelines alone is measured in
+each of --rounds rounds, one row after the other: a rate is the median over
+the rounds, and a ratio the median of the ratios within each round. For
+each peer, our trainer's lead over it splits into the framework (our
+trainer / the peer with the band LRN) and the LRN (the peer with the band
+LRN / the peer with its framework's LRN).
 Without --data_dir a synthetic set of the full size (50,000 + 10,000 records)
 is written once to /tmp/cifar10_bench.
 """
@@ -33,7 +42,30 @@ import time
 
 import common
 
-ROWS = ['matmul', 'ceiling', 'queue', 'dataset', 'keras', 'torch']
+# The rows, in the order each round measures them.
+ROWS = ['matmul', 'ceiling', 'queue', 'dataset', 'keras', 'keras_band', 'torch', 'torch_band']
+# The peers' rows: row -> (script, its --lrn).
+PEERS = {
+    'keras': ('peer_keras.py', 'framework'),
+    'keras_band': ('peer_keras.py', 'band'),
+    'torch': ('peer_torch.py', 'framework'),
+    'torch_band': ('peer_torch.py', 'band'),
+}
+# The table's lines: (row, the key of its rate in the row's result, label).
+TABLE = [
+    ('ceiling', 'examples_per_sec', 'constant in-memory batch (compute only)'),
+    ('queue', 'examples_per_sec', 'cifar10_train.py, queue runners'),
+    ('dataset', 'examples_per_sec', 'cifar10_train.py --input_pipeline=dataset'),
+    ('keras', 'steady', 'Keras 3 model.fit, tf.nn.lrn, steady within an epoch'),
+    ('keras_band', 'steady', 'Keras 3 model.fit, band LRN, steady within an epoch'),
+    ('keras', 'whole_epoch', 'Keras 3 model.fit, tf.nn.lrn, whole epochs'),
+    ('keras_band', 'whole_epoch', 'Keras 3 model.fit, band LRN, whole epochs'),
+    ('torch', 'steady', 'PyTorch eager, nn.LocalResponseNorm'),
+    ('torch_band', 'steady', 'PyTorch eager, band LRN'),
+]
+# Each peer's split of our trainer's lead: (name, row, band row, its LRN).
+SPLITS = [('Keras', 'keras', 'keras_band', 'tf.nn.lrn'),
+          ('PyTorch', 'torch', 'torch_band', 'nn.LocalResponseNorm')]
 MATMUL_SIZES = [1024, 2048, 4096]
 MATMUL_SECONDS_PER_SIZE = 3.0
 
@@ -165,23 +197,34 @@ def measure_trainer(data_dir, batch_size, steps, window, warmup_steps, input_pip
     return {'examples_per_sec': statistics.median(windows), 'windows': windows}
 
 
-def measure_peer(script, args, data_dir, batch_size, window, warmup_steps):
-    """Runs a peer benchmark (peer_keras.py, peer_torch.py) and reads its JSON.
+def measure_peer(row, args):
+    """Runs a peer benchmark (peer_keras.py, peer_torch.py) for one of PEERS'
+    rows and reads its JSON.
+
+    Args:
+      row: a key of PEERS.
+      args: the parsed flags (data, batch, timing, --keras_epochs, --torch_steps).
 
     Returns:
       The peer's result dict, or None if its framework is not installed.
     """
+    script, lrn = PEERS[row]
+    length = ('--epochs=%d' % args.keras_epochs if script == 'peer_keras.py'
+              else '--steps=%d' % args.torch_steps)
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, 'peer.json')
         result = common.run([sys.executable, os.path.join('bench', script),
-                             '--data_dir=%s' % data_dir, '--batch_size=%d' % batch_size,
-                             '--window=%d' % window, '--warmup_steps=%d' % warmup_steps,
-                             '--json=%s' % path] + args)
+                             '--data_dir=%s' % args.data_dir,
+                             '--batch_size=%d' % args.batch_size,
+                             '--window=%d' % args.window,
+                             '--warmup_steps=%d' % args.warmup_steps,
+                             '--lrn=%s' % lrn, length, '--json=%s' % path])
         if result.returncode == common.EXIT_NOT_INSTALLED:
             print('skipped %s: %s' % (script, result.stdout.strip()), flush=True)
             return None
         if result.returncode:
-            raise RuntimeError('%s failed: %s' % (script, result.stderr.strip()[-2000:]))
+            raise RuntimeError('%s --lrn=%s failed: %s'
+                               % (script, lrn, result.stderr.strip()[-2000:]))
         with open(path) as f:
             return json.load(f)
 
@@ -197,18 +240,149 @@ def measure_in_child(row, args):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def rate(measured, row, key=None):
+    """A row's rate in one round's results, or None where it was not measured.
+
+    Args:
+      measured: one round's dict of row -> result.
+      row: the row.
+      key: the key of the rate in the row's result (default: a peer's
+        steady rate, else examples_per_sec).
+
+    Returns:
+      The rate (examples/sec, or GFLOP/s for matmul's 'gflops'), or None.
+    """
+    key = key or ('steady' if row in PEERS else 'examples_per_sec')
+    return (measured.get(row) or {}).get(key)
+
+
+def of_matmul(measured, row, key=None):
+    """A row's rate in one round as a fraction of that round's matmul rate, or None."""
+    examples_per_sec = rate(measured, row, key)
+    if examples_per_sec is None:
+        return None
+    return ratio(examples_per_sec * common.FLOP_PER_TRAINING_IMAGE / 1e9,
+                 rate(measured, 'matmul', 'gflops'))
+
+
+def ratio(numerator, denominator):
+    """numerator / denominator, or None where either is missing."""
+    if numerator is None or not denominator:
+        return None
+    return numerator / denominator
+
+
+def median_over_rounds(rounds, value):
+    """The median over the rounds of value(round), leaving out the Nones.
+
+    Args:
+      rounds: the list of each round's dict of row -> result.
+      value: a function of one round's dict, returning a number or None.
+
+    Returns:
+      The median, or None if no round had a value.
+    """
+    values = [v for v in map(value, rounds) if v is not None]
+    return statistics.median(values) if values else None
+
+
+def percent(fraction):
+    """A fraction as a percentage string, '' for None."""
+    return '' if fraction is None else '%.1f%%' % (100 * fraction)
+
+
+def times(value):
+    """A ratio as '1.23x', '' for None."""
+    return '' if value is None else '%.2fx' % value
+
+
+def summarize(results):
+    """Prints the table and the splits, and adds the summary to results.
+
+    Args:
+      results: the dict with 'rounds', 'batch_size', 'cores' and the input
+        pipelines' results; 'summary', 'matmul_gflops' and 'splits' are added.
+    """
+    rounds = results['rounds']
+    flop = common.FLOP_PER_TRAINING_IMAGE
+    matmul_gflops = median_over_rounds(rounds, lambda m: rate(m, 'matmul', 'gflops'))
+    ceiling = median_over_rounds(rounds, lambda m: rate(m, 'ceiling'))
+    table, summary = [], []
+    for row, key, label in TABLE:
+        examples_per_sec = median_over_rounds(rounds, lambda m, r=row, k=key: rate(m, r, k))
+        if examples_per_sec is None:
+            continue
+        line = {
+            'row': row, 'key': key, 'label': label, 'examples_per_sec': examples_per_sec,
+            'vs_ceiling': median_over_rounds(
+                rounds, lambda m, r=row, k=key: ratio(rate(m, r, k), rate(m, 'ceiling'))),
+            'queue_over_this': median_over_rounds(
+                rounds, lambda m, r=row, k=key: ratio(rate(m, 'queue'), rate(m, r, k))),
+            'of_matmul_rate': median_over_rounds(
+                rounds, lambda m, r=row, k=key: of_matmul(m, r, k)),
+        }
+        summary.append(line)
+        table.append([label, '%.0f' % examples_per_sec,
+                      '' if line['vs_ceiling'] is None else '%.3f' % line['vs_ceiling'],
+                      times(line['queue_over_this']) if row != 'queue' else '',
+                      '%.1f' % (examples_per_sec * flop / 1e9),
+                      percent(line['of_matmul_rate'])])
+    results['summary'] = summary
+    results['matmul_gflops'] = matmul_gflops
+    title = ('Training, batch %d, %d cores, %d rounds; float32 matmul rate %s GFLOP/s'
+             % (results['batch_size'], results['cores'], len(rounds),
+                '%.1f' % matmul_gflops if matmul_gflops else 'not measured'))
+    common.print_table(title, ['feed', 'examples/sec', 'x ceiling', 'queue / this',
+                               'GFLOP/s', 'of matmul rate'], table)
+    for row in ('queue', 'dataset'):
+        if ceiling and results.get(row + '_input'):
+            cpu_us = results[row + '_input']['cpu_us_per_image']
+            share = cpu_us * 1e-6 * ceiling / results['cores']
+            results[row + '_input']['share_of_cores_at_ceiling'] = share
+            print('The %s input pipeline alone: %.1f us of CPU per image, %s of the %d '
+                  'cores at the ceiling\'s rate.' % (row, cpu_us, percent(share),
+                                                     results['cores']))
+    results['splits'] = {}
+    for name, row, band_row, lrn in SPLITS:
+        split = {
+            'queue_over_peer': median_over_rounds(
+                rounds, lambda m, r=row: ratio(rate(m, 'queue'), rate(m, r))),
+            'framework': median_over_rounds(
+                rounds, lambda m, b=band_row: ratio(rate(m, 'queue'), rate(m, b))),
+            'lrn': median_over_rounds(
+                rounds, lambda m, r=row, b=band_row: ratio(rate(m, b), rate(m, r))),
+        }
+        if all(value is None for value in split.values()):
+            continue
+        results['splits'][row] = split
+        print('%s: our trainer (queue) is %s %s with %s = %s from the framework (%s with the '
+              'band LRN) x %s from the LRN (what the band LRN gains %s); medians over rounds.'
+              % (name, times(split['queue_over_peer']) or 'n/a', name, lrn,
+                 times(split['framework']) or 'n/a', name, times(split['lrn']) or 'n/a', name))
+    for row, lrn in (('keras', 'tf.nn.lrn'), ('keras_band', 'the band LRN')):
+        idle = median_over_rounds(rounds, lambda m, r=row: rate(m, r, 'epoch_change_idle_secs'))
+        if idle is not None:
+            print('Keras with %s idles %.2f s at each epoch change (median over rounds).'
+                  % (lrn, idle))
+
+
 def main():
+    """Parses the flags; measures one row for a parent (--measure), or runs
+    the rounds, then the input pipelines alone, and prints the summary."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--data_dir', default='/tmp/cifar10_bench')
     parser.add_argument('--batch_size', type=int, default=common.BATCH_SIZE)
     parser.add_argument('--steps', type=int, default=320, help='steps per TF row')
     parser.add_argument('--window', type=int, default=common.WINDOW_STEPS)
     parser.add_argument('--warmup_steps', type=int, default=common.WARMUP_STEPS)
-    parser.add_argument('--torch_steps', type=int, default=200)
-    parser.add_argument('--keras_epochs', type=int, default=3)
-    parser.add_argument('--rows', default=','.join(ROWS), help='which rows, comma-separated')
+    parser.add_argument('--torch_steps', type=int, default=200,
+                        help='steps per PyTorch row')
+    parser.add_argument('--keras_epochs', type=int, default=3,
+                        help='epochs per Keras row (whole epochs need 2 or more)')
+    parser.add_argument('--rows', default=','.join(ROWS),
+                        help='which rows, comma-separated, of: %s' % ', '.join(ROWS))
     parser.add_argument('--rounds', type=int, default=5,
-                        help='rounds of the matmul, ceiling, queue and dataset rows')
+                        help='rounds of all the rows but the input pipelines alone')
     parser.add_argument('--json', default=None, help='also write the results here')
     parser.add_argument('--measure', choices=['matmul', 'ceiling', 'queue_input',
                                               'dataset_input'], help=argparse.SUPPRESS)
@@ -226,93 +400,32 @@ def main():
         print(json.dumps(measure_input_cpu(args.data_dir, args.batch_size, input_pipeline)))
         return
 
-    common.ensure_data(args.data_dir)
     rows = args.rows.split(',')
+    unknown = sorted(set(rows) - set(ROWS))
+    if unknown:
+        parser.error('unknown rows %s; the rows are %s' % (', '.join(unknown), ', '.join(ROWS)))
+    common.ensure_data(args.data_dir)
     results = {'batch_size': args.batch_size, 'cores': common.usable_cores(),
                'flop_per_training_image': common.FLOP_PER_TRAINING_IMAGE, 'rounds': []}
+    not_installed = set()
     for round_index in range(args.rounds):
         measured = {}
-        for row in [row for row in ROWS[:4] if row in rows]:
+        for row in [row for row in ROWS if row in rows and row not in not_installed]:
             print('round %d: measuring %s ...' % (round_index + 1, row), flush=True)
             if row in ('matmul', 'ceiling'):
                 measured[row] = measure_in_child(row, args)
-            else:
+            elif row in ('queue', 'dataset'):
                 measured[row] = measure_trainer(args.data_dir, args.batch_size, args.steps,
                                                 args.window, args.warmup_steps, row)
+            else:
+                measured[row] = measure_peer(row, args)
+                if measured[row] is None:
+                    not_installed.add(row)
         results['rounds'].append(measured)
     for row in [row for row in ('queue', 'dataset') if row in rows]:
         print('measuring the %s input pipeline alone ...' % row, flush=True)
         results[row + '_input'] = measure_in_child(row + '_input', args)
-    if 'keras' in rows:
-        print('measuring keras ...', flush=True)
-        results['keras'] = measure_peer('peer_keras.py', ['--epochs=%d' % args.keras_epochs],
-                                        args.data_dir, args.batch_size, args.window,
-                                        args.warmup_steps)
-    if 'torch' in rows:
-        print('measuring torch ...', flush=True)
-        results['torch'] = measure_peer('peer_torch.py', ['--steps=%d' % args.torch_steps],
-                                        args.data_dir, args.batch_size, args.window,
-                                        args.warmup_steps)
-
-    def over_rounds(value):
-        """The median over the rounds of value(round), skipping missing rows."""
-        values = []
-        for measured in results['rounds']:
-            try:
-                values.append(value(measured))
-            except KeyError:
-                pass
-        return statistics.median(values) if values else None
-
-    matmul_gflops = over_rounds(lambda m: m['matmul']['gflops'])
-    ceiling = over_rounds(lambda m: m['ceiling']['examples_per_sec'])
-    table = []
-    for row, label in [('ceiling', 'constant in-memory batch (compute only)'),
-                       ('queue', 'cifar10_train.py, queue runners'),
-                       ('dataset', 'cifar10_train.py --input_pipeline=dataset')]:
-        rate = over_rounds(lambda m, row=row: m[row]['examples_per_sec'])
-        if rate is None:
-            continue
-        gflops = rate * common.FLOP_PER_TRAINING_IMAGE / 1e9
-        vs_ceiling = over_rounds(lambda m, row=row: m[row]['examples_per_sec']
-                                 / m['ceiling']['examples_per_sec'])
-        of_matmul = over_rounds(lambda m, row=row: m[row]['examples_per_sec']
-                                * common.FLOP_PER_TRAINING_IMAGE / 1e9 / m['matmul']['gflops'])
-        results[row] = {'examples_per_sec': rate, 'vs_ceiling': vs_ceiling,
-                        'of_matmul_rate': of_matmul}
-        table.append([label, '%.0f' % rate, '%.3f' % vs_ceiling if vs_ceiling else '',
-                      '%.1f' % gflops, '%.1f%%' % (100 * of_matmul) if of_matmul else ''])
-    for row, label, key in [('keras', 'Keras 3 model.fit, steady within an epoch', 'steady'),
-                            ('keras', 'Keras 3 model.fit, whole epochs', 'whole_epoch'),
-                            ('torch', 'PyTorch eager', 'steady')]:
-        if not results.get(row):
-            continue
-        rate = results[row][key]
-        gflops = rate * common.FLOP_PER_TRAINING_IMAGE / 1e9
-        table.append([label, '%.0f' % rate, '%.3f' % (rate / ceiling) if ceiling else '',
-                      '%.1f' % gflops,
-                      '%.1f%%' % (100 * gflops / matmul_gflops) if matmul_gflops else ''])
-    results['matmul_gflops'] = matmul_gflops
-    title = ('Training, batch %d, %d cores, %d rounds; float32 matmul rate %s GFLOP/s'
-             % (args.batch_size, results['cores'], args.rounds,
-                '%.1f' % matmul_gflops if matmul_gflops else 'not measured'))
-    common.print_table(title, ['feed', 'examples/sec', 'x ceiling', 'GFLOP/s',
-                               'of matmul rate'], table)
-    for row in ('queue', 'dataset'):
-        if ceiling and results.get(row + '_input'):
-            cpu_us = results[row + '_input']['cpu_us_per_image']
-            results[row + '_input']['share_of_cores_at_ceiling'] = (
-                cpu_us * 1e-6 * ceiling / results['cores'])
-            print('The %s input pipeline alone: %.1f us of CPU per image, %.1f%% of the %d '
-                  'cores at the ceiling\'s rate.' % (row, cpu_us, 100 * cpu_us * 1e-6 * ceiling
-                                                     / results['cores'], results['cores']))
-    queue = results.get('queue', {}).get('examples_per_sec')
-    for row, key in [('keras', 'steady'), ('torch', 'steady')]:
-        if queue and results.get(row):
-            print('cifar10_train.py (queue) / %s: %.2fx' % (row, queue / results[row][key]))
-    if results.get('keras'):
-        print('Keras idles %.2f s at each epoch change (median).'
-              % results['keras']['epoch_change_idle_secs'])
+    summarize(results)
     if args.json:
         common.write_json(args.json, results)
 
