@@ -462,9 +462,9 @@ def local_response_normalization(x, name):
     The sum of squares over the 9 neighbouring channels is one product with a
     band matrix (a oneDNN matmul on CPU), and d ** -0.75 is rsqrt(d) *
     sqrt(rsqrt(d)); the gradient is written out the same way. TensorFlow's
-    LRN kernels spend most of their time in pow: this makes a training step
-    about 20% faster on CPU (README, Results). tests/test_model.py checks the
-    output and the gradient against tf.nn.lrn.
+    LRN kernels spend most of their time in pow (the README's Results has
+    the measured step times of both). tests/test_model.py checks the output
+    and the gradient against tf.nn.lrn.
 
     Args:
       x: a 4-D NHWC Tensor.
@@ -649,8 +649,9 @@ def averaged_weights_saver():
     """A Saver that restores the moving averages of the weights into the model.
 
     Evaluation, prediction and export all use the averaged weights (the
-    shadow variables of MOVING_AVERAGE_DECAY the trainer keeps), worth
-    about 3 points of precision over the raw ones. Build the model first.
+    shadow variables of MOVING_AVERAGE_DECAY the trainer keeps), which the
+    original tutorial credits with about 3 points of precision. Build the
+    model first.
 
     Returns:
       A tf.train.Saver that loads each variable's shadow value from a
@@ -671,9 +672,11 @@ def averaged_variables():
 
 
 def loss(logits, labels, scope=None):
-    """Add L2Loss to all the trainable variables.
+    """The total loss: the mean cross entropy plus the weight decay terms.
 
-    Add summary for "Loss" and "Loss/avg".
+    The weight decay (L2) terms are those inference() added to the 'losses'
+    collection, for local3's and local4's weights only; the loss summaries
+    are added by add_loss_summaries().
 
     Args:
       logits: Logits from inference().
@@ -683,7 +686,7 @@ def loss(logits, labels, scope=None):
         default all.
 
     Returns:
-      Loss tensor of type float.
+      Loss tensor of type float, named 'total_loss'.
     """
     # Calculate the average cross entropy loss across the batch.
     labels = tf.cast(labels, tf.int64)

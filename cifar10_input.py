@@ -357,15 +357,15 @@ def _distort_images(uint8images, crop_offsets, flip, brightness_delta,
         images = tf.gather(uint8images, rows, axis=1, batch_dims=1)
         images = tf.cast(tf.gather(images, columns, axis=2, batch_dims=1), tf.float32)
 
-        # Because these operations are not commutative, consider randomizing
-        # the order their operation. (The brightness is a shift, which the
-        # standardization takes out again; the original's did too.)
+        # Brightness, then contrast, as the original. (The brightness is a
+        # shift, which the standardization takes out again; the original's
+        # did too.)
         images += brightness_delta[:, None, None, None]
         channel_means = tf.reduce_mean(images, axis=[1, 2], keepdims=True)
         images = ((images - channel_means) * contrast_factor[:, None, None, None]
                   + channel_means)
 
-        # Subtract off the mean and divide by the variance of the pixels.
+        # Subtract off the mean and divide by the standard deviation.
         return tf.image.per_image_standardization(images)
 
 
@@ -597,7 +597,7 @@ def inputs(eval_data, data_dir, batch_size):
         labels, uint8images = read_cifar10_records(filename_queue, RECORDS_PER_READ)
         float_images = crop_and_standardize(uint8images)
 
-        # Ensure that the random shuffling has good mixing properties.
+        # The batching queue's capacity, sized as the training queue's.
         min_queue_examples = _min_queue_examples(num_examples_per_epoch, num_records)
 
     # Generate a batch of images and labels by building up a queue of examples.

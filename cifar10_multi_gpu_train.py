@@ -1,10 +1,7 @@
 """A binary to train CIFAR-10 using multiple GPUs with synchronous updates.
 
-Accuracy:
-cifar10_multi_gpu_train.py achieves ~86% accuracy after 100K steps (256
-epochs of data) as judged by cifar10_eval.py.
-
-Speed: With batch_size 128.
+The original tutorial's published figures, with batch_size 128 (this port's
+own measurements are in the README's Results):
 
 System        | Step Time (sec/batch)  |     Accuracy
 --------------------------------------------------------------------
@@ -14,11 +11,7 @@ System        | Step Time (sec/batch)  |     Accuracy
 3 Tesla K20m  | 0.13-0.18              | ~84% at 30K steps
 4 Tesla K20m  | ~0.10                  | ~84% at 30K steps
 
-Usage:
-Please see the tutorial and website for how to download the CIFAR-10
-data set, compile the program and train the model.
-
-http://tensorflow.org/tutorials/deep_cnn/
+Usage (the data set is downloaded to --data_dir first if it is not there):
 
   python cifar10_multi_gpu_train.py --num_gpus=2
 

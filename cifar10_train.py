@@ -1,27 +1,22 @@
 """A binary to train CIFAR-10 using a single GPU (or the CPU).
 
-Accuracy:
-cifar10_train.py achieves ~86% accuracy after 100K steps (256 epochs of
-data) as judged by cifar10_eval.py.
-
-Speed: With batch_size 128.
+The original tutorial's published figures, with batch_size 128 (this port's
+own measurements are in the README's Results):
 
 System        | Step Time (sec/batch)  |     Accuracy
 ------------------------------------------------------------------
 1 Tesla K20m  | 0.35-0.60              | ~86% at 60K steps  (5 hours)
 1 Tesla K40m  | 0.25-0.35              | ~86% at 100K steps (4 hours)
 
-Usage:
-Please see the tutorial and website for how to download the CIFAR-10
-data set, compile the program and train the model.
-
-http://tensorflow.org/tutorials/deep_cnn/
+Usage (the data set is downloaded to --data_dir first if it is not there;
+README.md says how to train offline):
 
   python cifar10_train.py --train_dir=/tmp/cifar10_train --data_dir=/tmp/cifar10_data
 
-Started again on the same --train_dir it resumes from the latest checkpoint;
---max_steps is the absolute last step. Ctrl-C or SIGTERM saves a checkpoint
-at the current step and exits.
+Started again on the same --train_dir it resumes from the newest checkpoint
+that restores (a damaged one is passed over); --max_steps is the absolute
+last step. Ctrl-C or SIGTERM saves a checkpoint at the current step and
+exits. A full disk stops it with one line, its last good checkpoint intact.
 """
 
 import contextlib
