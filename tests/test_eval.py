@@ -214,3 +214,53 @@ def test_eval_writes_class_precisions_and_the_confusion_matrix_for_tensorboard(
     [text] = accumulator.Tensors(cifar10_eval.CONFUSION_TABLE_TAG)
     assert text.step == ONE_CLASS_STEP
     assert summary_table(accumulator) == printed_class_table(one_class_eval[1].stdout)
+
+
+def test_eval_data_other_than_test_or_train_eval_is_refused(synthetic_data_dir, tmp_path):
+    result = run_script('cifar10_eval.py', *eval_flags(
+        synthetic_data_dir, tmp_path / 'train', tmp_path / 'eval', eval_data='tset'),
+        timeout=60)
+    assert result.returncode != 0
+    assert '--eval_data=tset' in result.stderr
+    assert 'test|train_eval' in result.stderr
+
+
+class FakeClock:
+    """time.time and time.sleep for the polling loop, without waiting; the
+    first sleep runs during_first_sleep()."""
+
+    def __init__(self, during_first_sleep):
+        self.now = 1000.0
+        self.during_first_sleep = during_first_sleep
+
+    def time(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+        if self.during_first_sleep:
+            self.during_first_sleep, during = None, self.during_first_sleep
+            during()
+
+
+def test_timeout_counts_the_seconds_after_an_evaluation_not_during_it(tmp_path, monkeypatch):
+    listed = []
+
+    def publish(step):  # Only the 'checkpoint' file: the polling reads no more.
+        listed.append(str(tmp_path / ('model.ckpt-%d' % step)))
+        tf.train.update_checkpoint_state(str(tmp_path), listed[-1], listed)
+
+    # The trainer's next checkpoint comes while the evaluator waits.
+    clock = FakeClock(during_first_sleep=lambda: publish(100))
+    monkeypatch.setattr(cifar10_eval, 'time', clock)
+    scored = []
+
+    def score(checkpoint_path):  # An evaluation that takes 100 seconds.
+        scored.append(cifar10_eval.checkpoint_step(checkpoint_path))
+        clock.now += 100
+        return 0.5
+
+    publish(50)
+    with flagsaver.flagsaver(checkpoint_dir=str(tmp_path), timeout=10, eval_interval_secs=5):
+        cifar10_eval._evaluate_each_new_checkpoint(score)
+    assert scored == [50, 100]

@@ -1,10 +1,11 @@
 """The binary reader and the input pipelines of cifar10_input.py."""
 
+import re
 import shutil
 
 import numpy as np
 import pytest
-from helpers import learnable_images, write_records
+from helpers import REPO, learnable_images, write_records
 
 import cifar10_input
 from cifar10_input import tf
@@ -136,6 +137,14 @@ def test_empty_file_is_named_with_its_size(batches_dir):
     (batches_dir / 'data_batch_5.bin').write_bytes(b'')
     with pytest.raises(cifar10_input.UserError, match=r'data_batch_5\.bin is 0 bytes'):
         build_training_inputs(batches_dir)
+
+
+def test_missing_data_points_to_a_readme_section_that_exists(tmp_path):
+    with pytest.raises(cifar10_input.UserError) as error:
+        build_training_inputs(tmp_path / cifar10_input.DATA_SUBDIR)
+    section = re.search(r'see "([^"]+)" in the README', str(error.value)).group(1)
+    headings = re.findall(r'^#+ (.+)$', (REPO / 'README.md').read_text(), re.MULTILINE)
+    assert section in headings
 
 
 def test_wrong_directory_says_what_data_dir_must_hold(tmp_path):
