@@ -110,6 +110,11 @@ LRN_DEPTH_RADIUS = 4
 LRN_BIAS = 1.0
 LRN_ALPHA = 0.001 / 9.0
 LRN_BETA = 0.75  # local_response_normalization's rsqrt form needs 0.75.
+# The sum of squares is taken of x / LRN_PRESCALE (times LRN_PRESCALE ** 2):
+# a power of two, so float32 results are the same, while in float16, where
+# --mixed_precision=fp16 computes the sum, it overflows (and the output
+# silently drops to 0) only for activations LRN_PRESCALE times larger.
+LRN_PRESCALE = 16.0
 
 # TensorFlow's histogram buckets (tensorflow/core/lib/histogram): limits
 # growing by HISTOGRAM_GROWTH from HISTOGRAM_SMALLEST_LIMIT to below
@@ -628,7 +633,8 @@ def _lrn(x):
     window = _channel_window_matrix(depth)
     flat = tf.reshape(x, [-1, depth])
     # d = bias + alpha * (sum of squares over the channel window).
-    d = LRN_BIAS + LRN_ALPHA * tf.matmul(tf.square(flat), window)
+    d = LRN_BIAS + (LRN_ALPHA * LRN_PRESCALE ** 2) * tf.matmul(
+        tf.square(flat * (1.0 / LRN_PRESCALE)), window)
     inverse_sqrt = tf.math.rsqrt(d)
     scale = inverse_sqrt * tf.sqrt(inverse_sqrt)  # d ** -0.75, without pow.
     y = flat * scale
