@@ -23,6 +23,12 @@ SavedModel. The predictor and the exporter compute their predictions with
 predict(), the evaluation's preprocessing and inference() that the evaluator
 runs through inputs(), and all three restore the weights with
 averaged_weights_saver(), so that their predictions agree.
+
+Every trainer takes --mixed_precision through this module:
+session_config() turns on TensorFlow's 16-bit graph rewrite for the
+session, and compute_gradients() and apply_gradients() (which train() uses)
+add fp16's dynamic loss scaling; the graph itself, its variables and its
+checkpoints stay float32.
 """
 
 import contextlib
