@@ -142,7 +142,8 @@ def test_mixed_precision_training_learns_and_the_evaluator_scores_it_far_above_c
     result = run_script('cifar10_eval.py', *eval_flags(
         synthetic_data_dir, train_dir, tmp_path / 'eval', run_once=True))
     assert result.returncode == 0, result.stderr
-    assert float(re.search(r'precision @ 1 = ([\d.]+)', result.stdout).group(1)) > 0.6
+    # Chance is 0.1; fp16's shorter run reached 0.73 to 1.0 when measured.
+    assert float(re.search(r'precision @ 1 = ([\d.]+)', result.stdout).group(1)) > 0.5
 
 
 def test_mixed_precision_checkpoint_holds_a_float32_runs_variables(
