@@ -64,8 +64,8 @@ tf.app.flags.DEFINE_enum('mixed_precision', 'none', ['none', 'bf16', 'fp16'],
                          """Compute in 16-bit floats where TensorFlow's graph rewrite
                          finds it safe, keeping the variables, their moving averages,
                          the loss and the checkpoints in float32: bf16 (the CPU's ops,
-                         oneDNN's bfloat16), fp16 (a GPU's ops, emulated on a CPU;
-                         with dynamic loss scaling), or none.""")
+                         oneDNN's bfloat16), fp16 (a GPU's ops, and the CPU's on its
+                         slow float16 kernels; with dynamic loss scaling), or none.""")
 tf.app.flags.DEFINE_enum('input_pipeline', 'queue', ['queue', 'dataset'],
                          """How training is fed: the tutorial's queue runners,
                          or the same pipeline written with tf.data.""")
@@ -1025,7 +1025,7 @@ def apply_gradients(opt, grads, global_step):
 
     Returns:
       train_op: op for training; running it updates the weights and then
-        their moving averages.
+        their moving averages (and, with fp16, the loss scale).
     """
     finite = None
     if FLAGS.mixed_precision == 'fp16':
