@@ -23,6 +23,12 @@ SavedModel. The predictor and the exporter compute their predictions with
 predict(), the evaluation's preprocessing and inference() that the evaluator
 runs through inputs(), and all three restore the weights with
 averaged_weights_saver(), so that their predictions agree.
+
+Every trainer takes --mixed_precision through this module:
+session_config() turns on TensorFlow's 16-bit graph rewrite for the
+session, and compute_gradients() and apply_gradients() (which train() uses)
+add fp16's dynamic loss scaling; the graph itself, its variables and its
+checkpoints stay float32.
 """
 
 import contextlib
@@ -51,7 +57,15 @@ tf.app.flags.DEFINE_integer('batch_size', 128,
 tf.app.flags.DEFINE_string('data_dir', '/tmp/cifar10_data',
                            """Path to the CIFAR-10 data directory.""")
 tf.app.flags.DEFINE_boolean('use_fp16', False,
-                            """Train the model using fp16.""")
+                            """Train the model using fp16: the original's option,
+                            which builds the whole model, weights and checkpoints
+                            included, in float16 (see --mixed_precision).""")
+tf.app.flags.DEFINE_enum('mixed_precision', 'none', ['none', 'bf16', 'fp16'],
+                         """Compute in 16-bit floats where TensorFlow's graph rewrite
+                         finds it safe, keeping the variables, their moving averages,
+                         the loss and the checkpoints in float32: bf16 (the CPU's ops,
+                         oneDNN's bfloat16), fp16 (a GPU's ops, and the CPU's on its
+                         slow float16 kernels; with dynamic loss scaling), or none.""")
 tf.app.flags.DEFINE_enum('input_pipeline', 'queue', ['queue', 'dataset'],
                          """How training is fed: the tutorial's queue runners,
                          or the same pipeline written with tf.data.""")
@@ -81,17 +95,60 @@ NUM_EPOCHS_PER_DECAY = 350.0      # Epochs after which learning rate decays.
 LEARNING_RATE_DECAY_FACTOR = 0.1  # Learning rate decay factor.
 INITIAL_LEARNING_RATE = 0.1       # Initial learning rate.
 
+# --mixed_precision=fp16's dynamic loss scaling: the scale it starts at, how
+# many finite steps in a row double it, and the factor it changes by.
+LOSS_SCALE_INITIAL = 2.0 ** 15
+LOSS_SCALE_GROWTH_STEPS = 2000
+LOSS_SCALE_FACTOR = 2.0
+
+# Where the CPU's flags are listed, and those that make bfloat16 fast there.
+CPUINFO_PATH = '/proc/cpuinfo'
+BFLOAT16_CPU_FLAGS = ('amx_bf16', 'avx512_bf16')
+# GPUs from this compute capability on have fast float16 (Volta, 2017).
+FAST_FLOAT16_COMPUTE_CAPABILITY = (7, 0)
+# The environment variable that makes TensorFlow's float16 rewrite of the
+# CPU's ops emulate float16 (the default) rather than use float16 kernels.
+EMULATE_FLOAT16_VARIABLE = 'TF_AUTO_MIXED_PRECISION_GRAPH_REWRITE_EMULATE_FP16'
+
 # Local response normalization, as the original's
 # tf.nn.lrn(x, depth_radius=4, bias=1.0, alpha=0.001 / 9.0, beta=0.75).
 LRN_DEPTH_RADIUS = 4
 LRN_BIAS = 1.0
 LRN_ALPHA = 0.001 / 9.0
 LRN_BETA = 0.75  # local_response_normalization's rsqrt form needs 0.75.
+# The sum of squares is taken of x / LRN_PRESCALE (times LRN_PRESCALE ** 2):
+# a power of two, so float32 results are the same, while in float16, where
+# --mixed_precision=fp16 computes the sum, it overflows (and the output
+# silently drops to 0) only for activations LRN_PRESCALE times larger.
+LRN_PRESCALE = 16.0
+
+# TensorFlow's histogram buckets (tensorflow/core/lib/histogram): limits
+# growing by HISTOGRAM_GROWTH from HISTOGRAM_SMALLEST_LIMIT to below
+# HISTOGRAM_LARGEST_LIMIT, then the largest float64; the same negated; and 0.
+HISTOGRAM_SMALLEST_LIMIT = 1.0e-12
+HISTOGRAM_LARGEST_LIMIT = 1.0e20
+HISTOGRAM_GROWTH = 1.1
 
 # The lines of a TensorFlow error message that are not its reason.
 TENSORFLOW_ERROR_CONTEXT = (' ', '\t', 'Graph execution error', 'Detected at node', 'Node:',
                             'Hint:', 'Original stack trace', 'Restoring from checkpoint failed',
                             'Original error', '[[')
+
+
+def _histogram_limits():
+    """TensorFlow's histogram bucket limits, computed as its C++ computes them."""
+    positive = []
+    limit = HISTOGRAM_SMALLEST_LIMIT
+    while limit < HISTOGRAM_LARGEST_LIMIT:
+        positive.append(limit)
+        limit *= HISTOGRAM_GROWTH
+    positive.append(np.finfo(np.float64).max)
+    return np.array([-limit for limit in reversed(positive)] + [0.0] + positive)
+
+
+_HISTOGRAM_LIMITS = _histogram_limits()
+_HISTOGRAM_POSITIVE_LIMITS = (len(_HISTOGRAM_LIMITS) - 1) // 2
+
 
 # If a model is trained with multiple GPUs, prefix all Op names with tower_name
 # to differentiate the operations. Note that this prefix is removed from the
@@ -104,6 +161,16 @@ def session_config(log_device_placement=False, num_cpu_devices=1):
 
     GPU memory grows on demand (or is capped at --gpu_memory_fraction), so a
     trainer and an evaluator fit side by side on one GPU.
+
+    --mixed_precision turns on TensorFlow's own graph rewrite, which changes
+    the ops it finds safe (convolutions, matrix multiplies, and the
+    element-wise ops between them, forward and backward) to 16 bits, with
+    casts where they meet float32; variables, their updates, the loss and
+    the softmax stay float32. bf16: the rewrite of the CPU's ops to oneDNN's
+    bfloat16 kernels. fp16: the rewrite of a GPU's ops to float16 (GPUs of
+    compute capability 7.0 and up), and of the CPU's ops to the CPU's
+    float16 kernels, which are slow. Where the flag cannot make training
+    faster, one line says so, once.
 
     Args:
       log_device_placement: bool, log where each op runs.
@@ -119,7 +186,77 @@ def session_config(log_device_placement=False, num_cpu_devices=1):
         config.gpu_options.per_process_gpu_memory_fraction = FLAGS.gpu_memory_fraction
     else:
         config.gpu_options.allow_growth = True
+    rewrite_options = config.graph_options.rewrite_options
+    if FLAGS.mixed_precision == 'bf16':
+        rewrite_options.auto_mixed_precision_onednn_bfloat16 = rewrite_options.ON
+    elif FLAGS.mixed_precision == 'fp16':
+        rewrite_options.auto_mixed_precision = rewrite_options.ON
+        rewrite_options.auto_mixed_precision_cpu = rewrite_options.ON
+        # The CPU's float16 kernels, not TensorFlow's emulation of them, which
+        # crashes on the tf.custom_gradient of the LRN in a graph without
+        # gradients (the evaluator's).
+        os.environ.setdefault(EMULATE_FLOAT16_VARIABLE, '0')
+    if FLAGS.mixed_precision != 'none':
+        _say_once(not_faster_reason(FLAGS.mixed_precision))
     return config
+
+
+def not_faster_reason(mixed_precision):
+    """Why --mixed_precision cannot make this machine faster, if it cannot.
+
+    bfloat16 is fast on a CPU with bfloat16 instructions (BFLOAT16_CPU_FLAGS
+    in CPUINFO_PATH: AMX, or AVX-512 BF16); float16 on a GPU of compute
+    capability FAST_FLOAT16_COMPUTE_CAPABILITY or more.
+
+    Args:
+      mixed_precision: 'bf16' or 'fp16'.
+
+    Returns:
+      The reason, one line that names the flag; None where it can be faster.
+    """
+    gpus = tf.config.list_physical_devices('GPU')
+    if mixed_precision == 'bf16':
+        if gpus:
+            return ('--mixed_precision=bf16 converts only the CPU\'s ops to bfloat16 (TensorFlow '
+                    'has no such rewrite for GPUs), so the GPU computes in float32: use '
+                    '--mixed_precision=fp16 on a GPU')
+        if not set(BFLOAT16_CPU_FLAGS) & _cpu_flags():
+            return ('--mixed_precision=bf16: this CPU has no bfloat16 instructions (%s), so '
+                    'oneDNN emulates them: this will be slower, not faster'
+                    % ' or '.join(BFLOAT16_CPU_FLAGS))
+        return None
+    if not gpus:
+        return ('--mixed_precision=fp16: without a GPU, the CPU\'s float16 kernels are slow: '
+                'this will be slower, not faster (bfloat16 is the CPU\'s 16-bit format)')
+    for gpu in gpus:
+        capability = tf.config.experimental.get_device_details(gpu).get('compute_capability')
+        if capability and tuple(capability) < FAST_FLOAT16_COMPUTE_CAPABILITY:
+            return ('--mixed_precision=fp16: %s (compute capability %d.%d) has no fast '
+                    'float16, so TensorFlow leaves its ops in float32: this will not be '
+                    'faster' % (gpu.name, capability[0], capability[1]))
+    return None
+
+
+def _cpu_flags():
+    """The CPU's feature flags listed in CPUINFO_PATH (empty if unreadable)."""
+    try:
+        with open(CPUINFO_PATH) as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith('flags'):
+                    return set(line.split(':', 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+_said_lines = set()  # What _say_once has printed.
+
+
+def _say_once(line):
+    """Prints line, unless it is None or was printed before in this process."""
+    if line is not None and line not in _said_lines:
+        _said_lines.add(line)
+        print(line, flush=True)
 
 
 def run(main, *flag_modules):
@@ -127,7 +264,8 @@ def run(main, *flag_modules):
 
     Makes --help list the shared flags of this module and of flag_modules
     beside the script's own, also when the script runs as a console script,
-    and print the script's docstring as written.
+    and print the script's docstring as written. --use_fp16 with
+    --mixed_precision is refused.
     A UserError or a NaN loss ends the script with its message on one line
     and exit status 1; a Ctrl-C that main does not handle, with status 130.
 
@@ -146,6 +284,10 @@ def run(main, *flag_modules):
 
     def main_with_one_line_errors(argv):
         try:
+            if FLAGS.use_fp16 and FLAGS.mixed_precision != 'none':
+                raise UserError('--use_fp16 and --mixed_precision=%s do not go together: '
+                                '--use_fp16 builds the whole model, weights included, in '
+                                'float16; drop one of them' % FLAGS.mixed_precision)
             return main(argv)
         except (UserError, FloatingPointError) as e:
             sys.exit('%s: error: %s' % (os.path.basename(sys.argv[0]), e))
@@ -346,12 +488,68 @@ def _scalar_summary(tag, tensor):
 def _histogram_summary(tag, tensor):
     """Adds a histogram summary with exactly this tag.
 
+    It writes what tf.raw_ops.HistogramSummary writes, at a fraction of the
+    cost: that op finds each value's bucket by a binary search, one value
+    after the other on one thread, and the summary step spent most of its
+    time there (README, Results). Here the work is a handful of whole-tensor
+    ops: each value's bucket is estimated from its logarithm, then moved by
+    one where the value is not between that bucket's limits, and the buckets
+    are counted with bincount. The buckets, min, max and count are
+    HistogramSummary's exactly; the sum and the sum of squares are float64
+    sums added in another order. The arithmetic is float64, which no
+    mixed-precision rewrite touches. A NaN or an infinity fails the step, as
+    it fails HistogramSummary.
+
     Args:
       tag: the tag TensorBoard shows.
-      tensor: a Tensor.
+      tensor: a real Tensor.
     """
-    summary = tf.raw_ops.HistogramSummary(tag=tag, values=tensor)
+    values = tf.cast(tf.reshape(tensor, [-1]), tf.float64)
+    total = tf.debugging.check_numerics(tf.reduce_sum(values),
+                                        'summary histogram %s' % tag)
+    with tf.control_dependencies([total]):  # A NaN stops here, with its tag.
+        # How many positive limits are at most |value|, nearly.
+        below = tf.clip_by_value(
+            tf.math.log(tf.abs(values) / HISTOGRAM_SMALLEST_LIMIT)
+            / np.log(HISTOGRAM_GROWTH) + 1, 0, _HISTOGRAM_POSITIVE_LIMITS)
+        below = tf.cast(below, tf.int32)
+    # The bucket: the index of the first limit above the value, nearly; then
+    # one step up or down where the value is not between its bucket's limits.
+    bucket = tf.where(values >= 0, below + (_HISTOGRAM_POSITIVE_LIMITS + 1),
+                      _HISTOGRAM_POSITIVE_LIMITS - below)
+    padded = np.concatenate([[-np.inf], _HISTOGRAM_LIMITS, [np.inf]])
+    lower = tf.gather(tf.constant(padded[:-1]), bucket)  # Bucket b holds lower <= value
+    upper = tf.gather(tf.constant(padded[1:]), bucket)  # < upper.
+    bucket += tf.cast(values >= upper, tf.int32) - tf.cast(values < lower, tf.int32)
+    counts = tf.math.bincount(bucket, minlength=len(_HISTOGRAM_LIMITS),
+                              maxlength=len(_HISTOGRAM_LIMITS), dtype=tf.float64)
+    # As HistogramProto keeps them: each run of empty buckets as its last one.
+    keep = tf.logical_or(counts > 0, tf.concat([counts[1:] > 0, [True]], 0))
+    largest = np.finfo(np.float64).max
+    fields = {
+        'min': tf.minimum(tf.reduce_min(values), largest),  # largest if empty,
+        'max': tf.maximum(tf.reduce_max(values), -largest),  # as in TensorFlow.
+        'num': tf.cast(tf.size(values), tf.float64),
+        'sum': total,
+        'sum_squares': tf.reduce_sum(tf.square(values)),
+        'bucket_limit': tf.boolean_mask(_HISTOGRAM_LIMITS, keep),
+        'bucket': tf.boolean_mask(counts, keep),
+    }
+    histogram = _encode_proto('tensorflow.HistogramProto', fields)
+    value = _encode_proto('tensorflow.Summary.Value', {'tag': tf.constant(tag),
+                                                        'histo': histogram})
+    summary = _encode_proto('tensorflow.Summary', {'value': value})
     tf.add_to_collection(tf.GraphKeys.SUMMARIES, summary)
+
+
+def _encode_proto(message_type, fields):
+    """Serializes a message of message_type from a dict of field name to a
+    scalar or vector Tensor (a vector for a repeated field); returns the
+    string Tensor."""
+    names = sorted(fields)
+    values = [tf.reshape(fields[name], [1, -1]) for name in names]
+    sizes = tf.stack([tf.shape(value)[1] for value in values])
+    return tf.reshape(tf.io.encode_proto(sizes[None], values, names, message_type), [])
 
 
 def _activation_summary(x):
@@ -441,7 +639,8 @@ def _lrn(x):
     window = _channel_window_matrix(depth)
     flat = tf.reshape(x, [-1, depth])
     # d = bias + alpha * (sum of squares over the channel window).
-    d = LRN_BIAS + LRN_ALPHA * tf.matmul(tf.square(flat), window)
+    d = LRN_BIAS + (LRN_ALPHA * LRN_PRESCALE ** 2) * tf.matmul(
+        tf.square(flat * (1.0 / LRN_PRESCALE)), window)
     inverse_sqrt = tf.math.rsqrt(d)
     scale = inverse_sqrt * tf.sqrt(inverse_sqrt)  # d ** -0.75, without pow.
     y = flat * scale
@@ -759,18 +958,85 @@ def learning_rate(global_step, batches_per_step=1):
     return lr
 
 
-def apply_gradients(opt, grads, global_step):
-    """Applies the gradients, then updates the weights' moving averages.
+def compute_gradients(opt, total_loss):
+    """The gradients of the loss, as opt.compute_gradients(total_loss) gives them.
+
+    With --mixed_precision=fp16 the loss is multiplied by the loss scale
+    before differentiating and each gradient divided by it after, so that
+    gradients too small for float16 do not flush to zero on the way back;
+    apply_gradients() skips a step whose gradients overflowed and adapts the
+    scale. Every tower of a step uses the same scale.
 
     Args:
       opt: the optimizer.
-      grads: list of (gradient, variable) pairs.
+      total_loss: the loss, float32.
+
+    Returns:
+      A list of (gradient, variable) pairs.
+    """
+    if FLAGS.mixed_precision != 'fp16':
+        return opt.compute_gradients(total_loss)
+    scale, _ = _loss_scale()
+    grads = opt.compute_gradients(total_loss * scale)
+    return [(None if grad is None else grad / scale, var) for grad, var in grads]
+
+
+def _loss_scale():
+    """The fp16 loss scale, and how many finite steps in a row it has seen.
+
+    Local variables (not in the checkpoints, which therefore are the same
+    with and without the flag), made by the first tower and shared.
+
+    Returns:
+      (scale, float32 Variable; good_steps, int32 Variable).
+    """
+    with tf.variable_scope('loss_scale', reuse=tf.AUTO_REUSE), tf.device('/cpu:0'):
+        scale = tf.get_variable('scale', dtype=tf.float32, trainable=False,
+                                initializer=tf.constant_initializer(LOSS_SCALE_INITIAL),
+                                shape=[], collections=[tf.GraphKeys.LOCAL_VARIABLES])
+        good_steps = tf.get_variable('good_steps', dtype=tf.int32, trainable=False,
+                                     initializer=tf.zeros_initializer(), shape=[],
+                                     collections=[tf.GraphKeys.LOCAL_VARIABLES])
+    return scale, good_steps
+
+
+def _update_loss_scale(finite):
+    """Halves the loss scale after a step that overflowed (down to 1), doubles
+    it after LOSS_SCALE_GROWTH_STEPS finite steps in a row; returns the op."""
+    scale, good_steps = _loss_scale()
+    grow = tf.logical_and(finite, good_steps + 1 >= LOSS_SCALE_GROWTH_STEPS)
+    new_scale = tf.where(finite, tf.where(grow, scale * LOSS_SCALE_FACTOR, scale),
+                         tf.maximum(scale / LOSS_SCALE_FACTOR, 1.0))
+    new_good_steps = tf.where(tf.logical_and(finite, tf.logical_not(grow)), good_steps + 1, 0)
+    _scalar_summary('loss_scale', new_scale)
+    return tf.group(scale.assign(new_scale), good_steps.assign(new_good_steps))
+
+
+def apply_gradients(opt, grads, global_step):
+    """Applies the gradients, then updates the weights' moving averages.
+
+    With --mixed_precision=fp16, a step whose gradients are not all finite
+    (the scaled loss overflowed float16) leaves the weights and their moving
+    averages as they were and lowers the loss scale; the global step still
+    advances.
+
+    Args:
+      opt: the optimizer (plain gradient descent, for which a zero gradient
+        leaves a weight unchanged).
+      grads: list of (gradient, variable) pairs, from compute_gradients().
       global_step: Integer Variable, incremented by the step.
 
     Returns:
       train_op: op for training; running it updates the weights and then
-        their moving averages.
+        their moving averages (and, with fp16, the loss scale).
     """
+    finite = None
+    if FLAGS.mixed_precision == 'fp16':
+        finite = tf.reduce_all(tf.stack([tf.reduce_all(tf.is_finite(grad))
+                                         for grad, _ in grads if grad is not None]))
+        grads = [(grad if grad is None else tf.where(finite, grad, tf.zeros_like(grad)), var)
+                 for grad, var in grads]
+
     # Apply gradients.
     apply_gradient_op = opt.apply_gradients(grads, global_step=global_step)
 
@@ -785,12 +1051,22 @@ def apply_gradients(opt, grads, global_step):
 
     # Track the moving averages of all trainable variables, after the
     # gradient step has changed them.
-    variable_averages = tf.train.ExponentialMovingAverage(
-        MOVING_AVERAGE_DECAY, global_step)
     with tf.control_dependencies([apply_gradient_op]):
+        if finite is None:
+            variable_averages = tf.train.ExponentialMovingAverage(
+                MOVING_AVERAGE_DECAY, global_step)
+        else:
+            # The decay ExponentialMovingAverage(MOVING_AVERAGE_DECAY,
+            # global_step) uses, or 1 (no change) after a skipped step.
+            step = tf.cast(global_step, tf.float32)
+            decay = tf.minimum(MOVING_AVERAGE_DECAY, (1.0 + step) / (10.0 + step))
+            variable_averages = tf.train.ExponentialMovingAverage(
+                tf.where(finite, decay, 1.0))
         variables_averages_op = variable_averages.apply(tf.trainable_variables())
 
-    return variables_averages_op
+    if finite is None:
+        return variables_averages_op
+    return tf.group(variables_averages_op, _update_loss_scale(finite))
 
 
 def train(total_loss, global_step):
@@ -816,7 +1092,7 @@ def train(total_loss, global_step):
     # Compute gradients.
     with tf.control_dependencies([loss_averages_op]):
         opt = tf.train.GradientDescentOptimizer(lr)
-        grads = opt.compute_gradients(total_loss)
+        grads = compute_gradients(opt, total_loss)
 
     return apply_gradients(opt, grads, global_step)
 

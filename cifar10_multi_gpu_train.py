@@ -162,7 +162,7 @@ def build_training(global_step, next_batch, devices):
 
                     # Calculate the gradients for the batch of data on this
                     # CIFAR tower.
-                    tower_grads.append(opt.compute_gradients(tower_totals[-1]))
+                    tower_grads.append(cifar10.compute_gradients(opt, tower_totals[-1]))
 
     # The losses of the whole step, with their moving averages and summaries.
     losses = [_mean_over_towers(list(each)) for each in zip(*tower_losses, strict=True)]

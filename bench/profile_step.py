@@ -1,6 +1,7 @@
 """Where a training step's time goes: TensorFlow's own per-op timings.
 
   python bench/profile_step.py [--batch_size=128] [--steps=20] [--top=15]
+      [--tf_lrn] [--tf_histograms] [--mixed_precision=none|bf16|fp16]
 
 Traces --steps runs of the compute-only training step (train_throughput.py's
 ceiling: cifar10.train on one constant in-memory batch) with
@@ -18,20 +19,26 @@ weight and gradient, the images, the scalars), alternating the two.
 
 --tf_lrn builds the model with TensorFlow's own LRN kernels (tf.nn.lrn), as
 the original did, in place of cifar10.local_response_normalization's
-rewrite, to see what the rewrite saves.
+rewrite, to see what the rewrite saves. --tf_histograms writes the
+histogram summaries with tf.raw_ops.HistogramSummary, as the original did,
+in place of cifar10._histogram_summary's whole-tensor ops (the same
+histograms), to see what those save in the summary step.
+--mixed_precision builds and runs the step as the trainers do with that flag.
 """
 
 import argparse
 import collections
 import re
 import statistics
+import sys
 import time
 
 import common
 from train_throughput import build_ceiling_step
 
 
-def profile(batch_size, steps, warmup_steps, tf_lrn=False):
+def profile(batch_size, steps, warmup_steps, tf_lrn=False, tf_histograms=False,
+            mixed_precision='none'):
     """Traces the training step and sums op time per op type.
 
     Args:
@@ -39,25 +46,32 @@ def profile(batch_size, steps, warmup_steps, tf_lrn=False):
       steps: traced steps.
       warmup_steps: untraced steps first.
       tf_lrn: build the model with tf.nn.lrn, the original's LRN.
+      tf_histograms: write the histograms with tf.raw_ops.HistogramSummary,
+        the original's op.
+      mixed_precision: the --mixed_precision to build and run the step with.
 
     Returns:
       (dict op type -> mean milliseconds per step, median traced step
       seconds, median untraced step seconds, the same with the summaries).
     """
+    sys.path.insert(0, common.REPO_ROOT)  # This checkout's cifar10, not an installed one.
     import cifar10
     from cifar10 import tf
     if tf_lrn:
         cifar10._lrn = lambda x: tf.nn.lrn(
             x, cifar10.LRN_DEPTH_RADIUS, bias=cifar10.LRN_BIAS, alpha=cifar10.LRN_ALPHA,
             beta=cifar10.LRN_BETA)
+    if tf_histograms:
+        cifar10._histogram_summary = lambda tag, tensor: tf.add_to_collection(
+            tf.GraphKeys.SUMMARIES, tf.raw_ops.HistogramSummary(tag=tag, values=tensor))
     micros_by_type = collections.Counter()
     step_secs = []
     plain_secs, summary_secs = [], []
     with tf.Graph().as_default():
-        train_op, loss = build_ceiling_step(batch_size)
+        train_op, loss = build_ceiling_step(batch_size, mixed_precision)
         summary_op = tf.summary.merge_all()
         with tf.Session(config=cifar10.session_config()) as sess:
-            sess.run(tf.global_variables_initializer())
+            sess.run([tf.global_variables_initializer(), tf.local_variables_initializer()])
             for _ in range(warmup_steps):
                 sess.run([train_op, loss])
             for _ in range(steps):
@@ -92,10 +106,14 @@ def main():
     parser.add_argument('--top', type=int, default=15, help='op types to list')
     parser.add_argument('--tf_lrn', action='store_true',
                         help="TensorFlow's own LRN kernels, as the original")
+    parser.add_argument('--tf_histograms', action='store_true',
+                        help="TensorFlow's own HistogramSummary op, as the original")
+    parser.add_argument('--mixed_precision', default='none', choices=['none', 'bf16', 'fp16'])
     parser.add_argument('--json', default=None, help='also write the results here')
     args = parser.parse_args()
     millis, step_secs, plain_secs, summary_secs = profile(
-        args.batch_size, args.steps, args.warmup_steps, args.tf_lrn)
+        args.batch_size, args.steps, args.warmup_steps, args.tf_lrn, args.tf_histograms,
+        args.mixed_precision)
     total = sum(millis.values())
     print('untraced step: %.1f ms; with the summaries: %.1f ms, which every 100 steps '
           'adds %.1f%%' % (1000 * plain_secs, 1000 * summary_secs,
@@ -109,6 +127,8 @@ def main():
     if args.json:
         common.write_json(args.json, {'batch_size': args.batch_size, 'steps': args.steps,
                                       'tf_lrn': args.tf_lrn,
+                                      'tf_histograms': args.tf_histograms,
+                                      'mixed_precision': args.mixed_precision,
                                       'traced_step_secs': step_secs,
                                       'step_secs': plain_secs,
                                       'summary_step_secs': summary_secs,

@@ -14,6 +14,10 @@ Rows, each measured in a process of its own, one after the other:
   torch       the same model in PyTorch eager, with nn.LocalResponseNorm
               (skipped, as torch_band, if torch is not installed)
   torch_band  the same with the band-matrix LRN
+  ceiling_bf16, queue_bf16, ceiling_fp16, queue_fp16
+              the ceiling and our trainer with --mixed_precision=bf16 or
+              fp16 (the fp16 rows only with --rows: without a GPU they run on
+              the CPU's slow float16 kernels)
 and the machine's float32 matrix-multiply rate (row matmul), and the CPU
 time each input pipeline alone spends per image (no model to feed), shown
 as its share of the cores at the ceiling's rate.
@@ -26,7 +30,10 @@ each of --rounds rounds, one row after the other: a rate is the median over
 the rounds, and a ratio the median of the ratios within each round. For
 each peer, our trainer's lead over it splits into the framework (our
 trainer / the peer with the band LRN) and the LRN (the peer with the band
-LRN / the peer with its framework's LRN).
+LRN / the peer with its framework's LRN). Each --mixed_precision row
+measured is shown against its float32 row (the trainer against the
+trainer, the ceiling against the ceiling) and the trainer against its own
+ceiling, as medians of the ratios within each round.
 Without --data_dir a synthetic set of the full size (50,000 + 10,000 records)
 is written once to /tmp/cifar10_bench.
 """
@@ -42,8 +49,16 @@ import time
 
 import common
 
-# The rows, in the order each round measures them.
-ROWS = ['matmul', 'ceiling', 'queue', 'dataset', 'keras', 'keras_band', 'torch', 'torch_band']
+# The rows, in the order each round measures them, and those measured
+# unless --rows says otherwise.
+ROWS = ['matmul', 'ceiling', 'queue', 'dataset', 'ceiling_bf16', 'queue_bf16', 'ceiling_fp16',
+        'queue_fp16', 'keras', 'keras_band', 'torch', 'torch_band']
+DEFAULT_ROWS = [row for row in ROWS if not row.endswith('_fp16')]
+# The --mixed_precision of our rows: row -> (the value, its float32 row).
+MIXED_PRECISION_ROWS = {
+    'ceiling_bf16': ('bf16', 'ceiling'), 'queue_bf16': ('bf16', 'queue'),
+    'ceiling_fp16': ('fp16', 'ceiling'), 'queue_fp16': ('fp16', 'queue'),
+}
 # The peers' rows: row -> (script, its --lrn).
 PEERS = {
     'keras': ('peer_keras.py', 'framework'),
@@ -56,6 +71,10 @@ TABLE = [
     ('ceiling', 'examples_per_sec', 'constant in-memory batch (compute only)'),
     ('queue', 'examples_per_sec', 'cifar10_train.py, queue runners'),
     ('dataset', 'examples_per_sec', 'cifar10_train.py --input_pipeline=dataset'),
+    ('ceiling_bf16', 'examples_per_sec', 'constant batch, --mixed_precision=bf16'),
+    ('queue_bf16', 'examples_per_sec', 'cifar10_train.py --mixed_precision=bf16'),
+    ('ceiling_fp16', 'examples_per_sec', 'constant batch, --mixed_precision=fp16'),
+    ('queue_fp16', 'examples_per_sec', 'cifar10_train.py --mixed_precision=fp16'),
     ('keras', 'steady', 'Keras 3 model.fit, tf.nn.lrn, steady within an epoch'),
     ('keras_band', 'steady', 'Keras 3 model.fit, band LRN, steady within an epoch'),
     ('keras', 'whole_epoch', 'Keras 3 model.fit, tf.nn.lrn, whole epochs'),
@@ -99,13 +118,15 @@ def measure_matmul():
     return {'gflops': max(per_size.values()), 'per_size_gflops': per_size}
 
 
-def build_ceiling_step(batch_size):
+def build_ceiling_step(batch_size, mixed_precision='none'):
     """Builds, in the default graph, the full training step (cifar10.train:
     gradients, update, moving averages) on one constant batch held in
-    memory: no input pipeline.
+    memory: no input pipeline. Run it in a session of
+    cifar10.session_config(), which applies --mixed_precision.
 
     Args:
       batch_size: images in the batch.
+      mixed_precision: the --mixed_precision to build it for.
 
     Returns:
       train_op, loss: the step and the batch's total loss.
@@ -115,7 +136,8 @@ def build_ceiling_step(batch_size):
 
     import cifar10
     from cifar10 import tf
-    cifar10.FLAGS(['ceiling', '--batch_size=%d' % batch_size])
+    cifar10.FLAGS(['ceiling', '--batch_size=%d' % batch_size,
+                   '--mixed_precision=%s' % mixed_precision])
     global_step = tf.train.get_or_create_global_step()
     rng = np.random.default_rng(0)
     images = tf.constant(rng.normal(size=[batch_size, 24, 24, 3]).astype(np.float32))
@@ -124,7 +146,7 @@ def build_ceiling_step(batch_size):
     return cifar10.train(loss, global_step), loss
 
 
-def measure_ceiling(batch_size, steps, window, warmup_steps):
+def measure_ceiling(batch_size, steps, window, warmup_steps, mixed_precision='none'):
     """The compute-only ceiling: build_ceiling_step's step, timed.
 
     Returns:
@@ -134,9 +156,9 @@ def measure_ceiling(batch_size, steps, window, warmup_steps):
     import cifar10
     from cifar10 import tf
     with tf.Graph().as_default():
-        train_op, loss = build_ceiling_step(batch_size)
+        train_op, loss = build_ceiling_step(batch_size, mixed_precision)
         with tf.Session(config=cifar10.session_config()) as sess:
-            sess.run(tf.global_variables_initializer())
+            sess.run([tf.global_variables_initializer(), tf.local_variables_initializer()])
             timestamps = [time.perf_counter()]
             for _ in range(steps):
                 sess.run([train_op, loss])
@@ -176,7 +198,8 @@ def measure_input_cpu(data_dir, batch_size, input_pipeline, batches=600, warmup_
     return {'cpu_us_per_image': 1e6 * cpu / images, 'examples_per_sec': images / wall}
 
 
-def measure_trainer(data_dir, batch_size, steps, window, warmup_steps, input_pipeline):
+def measure_trainer(data_dir, batch_size, steps, window, warmup_steps, input_pipeline,
+                    mixed_precision='none'):
     """cifar10_train.py as a user runs it; the rates are its own log lines,
     one every --window steps (summaries every 100 steps included).
 
@@ -188,7 +211,8 @@ def measure_trainer(data_dir, batch_size, steps, window, warmup_steps, input_pip
                              '--train_dir=%s' % train_dir, '--batch_size=%d' % batch_size,
                              '--max_steps=%d' % steps, '--log_frequency=%d' % window,
                              '--save_checkpoint_steps=%d' % (10 * steps),
-                             '--input_pipeline=%s' % input_pipeline])
+                             '--input_pipeline=%s' % input_pipeline,
+                             '--mixed_precision=%s' % mixed_precision])
     if result.returncode:
         raise RuntimeError('cifar10_train.py failed: %s' % result.stderr.strip())
     logged = [float(rate) for rate in re.findall(r'\(([\d.]+) examples/sec', result.stdout)]
@@ -229,12 +253,13 @@ def measure_peer(row, args):
             return json.load(f)
 
 
-def measure_in_child(row, args):
+def measure_in_child(row, args, mixed_precision='none'):
     """Measures one row in a fresh process and returns its result dict."""
     result = common.run([sys.executable, os.path.abspath(__file__), '--measure=%s' % row,
                          '--data_dir=%s' % args.data_dir, '--batch_size=%d' % args.batch_size,
                          '--steps=%d' % args.steps, '--window=%d' % args.window,
-                         '--warmup_steps=%d' % args.warmup_steps])
+                         '--warmup_steps=%d' % args.warmup_steps,
+                         '--mixed_precision=%s' % mixed_precision])
     if result.returncode:
         raise RuntimeError('%s failed: %s' % (row, result.stderr.strip()[-2000:]))
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -359,6 +384,24 @@ def summarize(results):
               'band LRN) x %s from the LRN (what the band LRN gains %s); medians over rounds.'
               % (name, times(split['queue_over_peer']) or 'n/a', name, lrn,
                  times(split['framework']) or 'n/a', name, times(split['lrn']) or 'n/a', name))
+    results['mixed_precision'] = {}
+    for row, (mixed_precision, float32_row) in MIXED_PRECISION_ROWS.items():
+        speedup = median_over_rounds(
+            rounds, lambda m, r=row, f=float32_row: ratio(rate(m, r), rate(m, f)))
+        if speedup is None:
+            continue
+        results['mixed_precision'][row] = {'over_float32': speedup}
+        line = ('--mixed_precision=%s: %s %.2fx the float32 %s'
+                % (mixed_precision, 'the trainer' if row.startswith('queue') else 'the ceiling',
+                   speedup, 'trainer' if row.startswith('queue') else 'ceiling'))
+        own_ceiling = 'ceiling_' + mixed_precision
+        if row.startswith('queue'):
+            of_ceiling = median_over_rounds(
+                rounds, lambda m, r=row, c=own_ceiling: ratio(rate(m, r), rate(m, c)))
+            results['mixed_precision'][row]['vs_own_ceiling'] = of_ceiling
+            if of_ceiling is not None:
+                line += ', %.3f x its own ceiling' % of_ceiling
+        print(line + ' (medians over rounds).')
     for row, lrn in (('keras', 'tf.nn.lrn'), ('keras_band', 'the band LRN')):
         idle = median_over_rounds(rounds, lambda m, r=row: rate(m, r, 'epoch_change_idle_secs'))
         if idle is not None:
@@ -379,13 +422,14 @@ def main():
                         help='steps per PyTorch row')
     parser.add_argument('--keras_epochs', type=int, default=3,
                         help='epochs per Keras row (whole epochs need 2 or more)')
-    parser.add_argument('--rows', default=','.join(ROWS),
+    parser.add_argument('--rows', default=','.join(DEFAULT_ROWS),
                         help='which rows, comma-separated, of: %s' % ', '.join(ROWS))
     parser.add_argument('--rounds', type=int, default=5,
                         help='rounds of all the rows but the input pipelines alone')
     parser.add_argument('--json', default=None, help='also write the results here')
     parser.add_argument('--measure', choices=['matmul', 'ceiling', 'queue_input',
                                               'dataset_input'], help=argparse.SUPPRESS)
+    parser.add_argument('--mixed_precision', default='none', help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.measure == 'matmul':
@@ -393,7 +437,7 @@ def main():
         return
     if args.measure == 'ceiling':
         print(json.dumps(measure_ceiling(args.batch_size, args.steps, args.window,
-                                         args.warmup_steps)))
+                                         args.warmup_steps, args.mixed_precision)))
         return
     if args.measure in ('queue_input', 'dataset_input'):
         input_pipeline = args.measure.split('_')[0]
@@ -417,6 +461,12 @@ def main():
             elif row in ('queue', 'dataset'):
                 measured[row] = measure_trainer(args.data_dir, args.batch_size, args.steps,
                                                 args.window, args.warmup_steps, row)
+            elif row.startswith('ceiling_'):
+                measured[row] = measure_in_child('ceiling', args, MIXED_PRECISION_ROWS[row][0])
+            elif row.startswith('queue_'):
+                measured[row] = measure_trainer(args.data_dir, args.batch_size, args.steps,
+                                                args.window, args.warmup_steps, 'queue',
+                                                MIXED_PRECISION_ROWS[row][0])
             else:
                 measured[row] = measure_peer(row, args)
                 if measured[row] is None:

@@ -14,6 +14,7 @@ import pytest
 from helpers import (
     DATA_SUBDIR,
     IN_ORDER_RECORDS,
+    MIXED_PRECISION_RUN_FLAGS,
     MULTI_TOWER_FLAGS,
     ONE_CLASS,
     ONE_CLASS_STEP,
@@ -80,6 +81,21 @@ def multi_tower_run(tmp_path_factory, synthetic_data_dir):
     """
     return _train_once(tmp_path_factory, 'cifar10_multi_gpu_train.py', synthetic_data_dir,
                        MULTI_TOWER_FLAGS)
+
+
+@pytest.fixture(scope='session', params=sorted(MIXED_PRECISION_RUN_FLAGS))
+def mixed_precision_run(request, tmp_path_factory, synthetic_data_dir):
+    """Trains once with each --mixed_precision but none
+    (MIXED_PRECISION_RUN_FLAGS); a test using it runs for each.
+
+    Returns:
+      (the --mixed_precision value, train_dir, the CompletedProcess); do not
+      write into train_dir.
+    """
+    flags = MIXED_PRECISION_RUN_FLAGS[request.param]
+    train_dir, result = _train_once(tmp_path_factory, 'cifar10_train.py', synthetic_data_dir,
+                                    flags)
+    return request.param, train_dir, result
 
 
 @pytest.fixture

@@ -195,6 +195,14 @@ TRAINED_RUN_FLAGS = dict(batch_size=128, max_steps=150, save_checkpoint_steps=50
 # Two towers of 64 on logical CPU devices: the same 128 examples a step.
 MULTI_TOWER_FLAGS = dict(TRAINED_RUN_FLAGS, batch_size=64, device_type='cpu', num_gpus=2)
 
+# Short --mixed_precision runs on the learnable synthetic data. bf16 as the
+# trained run; fp16 shorter, on smaller batches, since without a GPU it runs
+# on the CPU's slow float16 kernels (at batch 32, one run in three diverged).
+MIXED_PRECISION_RUN_FLAGS = {
+    'bf16': dict(TRAINED_RUN_FLAGS, mixed_precision='bf16'),
+    'fp16': dict(TRAINED_RUN_FLAGS, mixed_precision='fp16', batch_size=64, max_steps=100),
+}
+
 
 def checkpoint_steps(train_dir):
     """The global steps of the checkpoints the 'checkpoint' file lists."""

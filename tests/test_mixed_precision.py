@@ -1,0 +1,288 @@
+"""--mixed_precision: training in 16-bit floats through TensorFlow's graph
+rewrites, with float32 variables and checkpoints; fp16's loss scaling; and
+the histogram summaries, which cost less and say the same."""
+
+import re
+import shutil
+
+import numpy as np
+import pytest
+from absl.testing import flagsaver
+from helpers import checkpoint_steps, eval_flags, logged_steps, run_script, train_flags
+
+import cifar10
+import cifar10_multi_gpu_train
+from cifar10 import tf
+
+# The dtype the convolutions and matrix multiplies run in, per --mixed_precision.
+COMPUTE_DTYPES = {'none': tf.float32, 'bf16': tf.bfloat16, 'fp16': tf.float16}
+# A loss scale whose gradients overflow float16 (largest 65504) but not float32.
+OVERFLOWING_LOSS_SCALE = 2.0 ** 30
+
+
+def build_training_step(batch_size=4):
+    """Builds cifar10.train on one constant batch in the default graph.
+
+    Returns:
+      (global_step, loss, train_op).
+    """
+    global_step = tf.train.get_or_create_global_step()
+    rng = np.random.default_rng(0)
+    images = tf.constant(rng.normal(size=[batch_size, 24, 24, 3]).astype(np.float32))
+    labels = tf.constant(rng.integers(0, 10, size=batch_size).astype(np.int32))
+    loss = cifar10.loss(cifar10.inference(images), labels)
+    return global_step, loss, cifar10.train(loss, global_step)
+
+
+def local_variable(name):
+    """The default graph's local variable with this op name."""
+    [found] = [v for v in tf.local_variables() if v.op.name == name]
+    return found
+
+
+def ops_of_type(nodes, op_type):
+    """The nodes whose op (after TensorFlow's rewrites, such as oneDNN's
+    _MklNativeFusedConv2D) contains op_type."""
+    return [node for node in nodes if op_type in node.op]
+
+
+def node_dtypes(nodes):
+    """The set of the nodes' T attributes, as tf.DTypes."""
+    return {tf.as_dtype(node.attr['T'].type) for node in nodes}
+
+
+@pytest.mark.parametrize('mode', ['none', 'bf16', 'fp16'])
+def test_the_session_runs_convolutions_and_matmuls_in_16_bits_and_loss_and_updates_in_float32(
+        mode):
+    with flagsaver.flagsaver(mixed_precision=mode), tf.Graph().as_default():
+        _, loss, train_op = build_training_step()
+        with tf.Session(config=cifar10.session_config()) as sess:
+            sess.run([tf.global_variables_initializer(), tf.local_variables_initializer()])
+            metadata = tf.RunMetadata()
+            sess.run([train_op, loss], options=tf.RunOptions(output_partition_graphs=True),
+                     run_metadata=metadata)
+    # The graphs the session ran, after Grappler's rewrites.
+    nodes = [node for graph in metadata.partition_graphs for node in graph.node]
+    convolutions = ops_of_type(nodes, 'Conv2D')
+    assert len(convolutions) == 5  # Two forward, two filter gradients, one input gradient.
+    assert node_dtypes(convolutions) == {COMPUTE_DTYPES[mode]}
+    # The layers', the LRN's band matrix products, and their gradients.
+    assert node_dtypes(ops_of_type(nodes, 'MatMul')) == {COMPUTE_DTYPES[mode]}
+    assert node_dtypes(ops_of_type(nodes, 'SparseSoftmaxCrossEntropyWithLogits')) == {
+        tf.float32}
+    updates = ops_of_type(nodes, 'ApplyGradientDescent')
+    assert len(updates) == 10 and node_dtypes(updates) == {tf.float32}
+
+
+def test_fp16_step_whose_gradients_overflow_is_skipped_and_halves_the_loss_scale():
+    with flagsaver.flagsaver(mixed_precision='fp16'), tf.Graph().as_default():
+        global_step, loss, train_op = build_training_step()
+        scale = local_variable('loss_scale/scale')
+        with tf.Session(config=cifar10.session_config()) as sess:
+            sess.run([tf.global_variables_initializer(), tf.local_variables_initializer()])
+            scale.load(OVERFLOWING_LOSS_SCALE, sess)
+            variables = {v.op.name: v for v in tf.global_variables()}
+            before = sess.run(variables)
+            sess.run([train_op, loss])
+            after, new_scale = sess.run([variables, scale])
+    assert after.pop('global_step') == before.pop('global_step') + 1
+    for name, value in before.items():  # Weights, their averages, loss averages.
+        assert np.isfinite(after[name]).all(), name
+        if '/avg' not in name:  # The loss averages do move.
+            np.testing.assert_array_equal(after[name], value, err_msg=name)
+    assert new_scale == OVERFLOWING_LOSS_SCALE / 2
+
+
+def test_fp16_finite_step_updates_the_weights_and_doubles_the_scale_after_a_run_of_them():
+    with flagsaver.flagsaver(mixed_precision='fp16'), tf.Graph().as_default():
+        global_step, loss, train_op = build_training_step()
+        scale = local_variable('loss_scale/scale')
+        good_steps = local_variable('loss_scale/good_steps')
+        [weights] = [v for v in tf.global_variables() if v.op.name == 'conv1/weights']
+        with tf.Session(config=cifar10.session_config()) as sess:
+            sess.run([tf.global_variables_initializer(), tf.local_variables_initializer()])
+            before = sess.run(weights)
+            sess.run([train_op, loss])
+            after_one, scale_after_one, good_after_one = sess.run([weights, scale, good_steps])
+            good_steps.load(cifar10.LOSS_SCALE_GROWTH_STEPS - 1, sess)
+            sess.run([train_op, loss])
+            scale_after_run, good_after_run = sess.run([scale, good_steps])
+    assert not np.allclose(after_one, before)
+    assert (scale_after_one, good_after_one) == (cifar10.LOSS_SCALE_INITIAL, 1)
+    assert (scale_after_run, good_after_run) == (2 * cifar10.LOSS_SCALE_INITIAL, 0)
+
+
+def test_fp16_lrn_of_large_activations_stays_tf_nn_lrn():
+    # Squares of 200 summed over 9 channels overflow float16; the LRN sums
+    # them prescaled, and matches float32's tf.nn.lrn to float16 precision.
+    values = np.random.default_rng(5).uniform(150, 250, size=[2, 3, 3, 16]).astype(np.float32)
+    with tf.Graph().as_default():
+        x = tf.placeholder(tf.float32, values.shape)  # Not folded into a constant.
+        ours = cifar10.local_response_normalization(x, name='norm')
+        reference = tf.nn.lrn(x, 4, bias=1.0, alpha=0.001 / 9.0, beta=0.75)
+        with flagsaver.flagsaver(mixed_precision='fp16'):
+            config = cifar10.session_config()
+        with tf.Session(config=config) as sess:
+            metadata = tf.RunMetadata()
+            ours = sess.run(ours, {x: values}, run_metadata=metadata,
+                            options=tf.RunOptions(output_partition_graphs=True))
+        with tf.Session() as sess:
+            reference = sess.run(reference, {x: values})
+    nodes = [node for graph in metadata.partition_graphs for node in graph.node]
+    assert node_dtypes(ops_of_type(nodes, 'MatMul')) == {tf.float16}
+    np.testing.assert_allclose(ours, reference, rtol=5e-3)
+
+
+def test_mixed_precision_training_learns_and_the_evaluator_scores_it_far_above_chance(
+        mixed_precision_run, synthetic_data_dir, tmp_path):
+    _, train_dir, trained = mixed_precision_run
+    assert trained.stderr == ''
+    losses = [loss for _, loss in logged_steps(trained.stdout)]
+    assert min(losses[-3:]) < losses[0] - 1.0
+    result = run_script('cifar10_eval.py', *eval_flags(
+        synthetic_data_dir, train_dir, tmp_path / 'eval', run_once=True))
+    assert result.returncode == 0, result.stderr
+    # Chance is 0.1; fp16's shorter run reached 0.73 to 1.0 when measured.
+    assert float(re.search(r'precision @ 1 = ([\d.]+)', result.stdout).group(1)) > 0.5
+
+
+def test_mixed_precision_checkpoint_holds_a_float32_runs_variables(
+        mixed_precision_run, trained_run):
+    _, train_dir, _ = mixed_precision_run
+
+    def variables(folder):
+        reader = tf.train.load_checkpoint(str(folder))
+        shapes = reader.get_variable_to_shape_map()
+        return {name: (dtype, shapes[name])
+                for name, dtype in reader.get_variable_to_dtype_map().items()}
+
+    found = variables(train_dir)
+    assert found == variables(trained_run[0])
+    assert found['conv1/weights'] == (tf.float32, [5, 5, 3, 64])
+
+
+def test_trainer_says_once_in_one_line_when_mixed_precision_cannot_be_faster(
+        mixed_precision_run):
+    mode, _, result = mixed_precision_run
+    said = [line for line in result.stdout.splitlines()
+            if line.startswith('--mixed_precision=')]
+    reason = cifar10.not_faster_reason(mode)
+    assert said == ([] if reason is None else [reason])
+    if mode == 'fp16':  # The tests run without a GPU.
+        assert 'slower, not faster' in reason
+
+
+@pytest.mark.parametrize('cpu_flags, slower', [('avx2 avx512f', True),
+                                               ('avx2 avx512f avx512_bf16', False),
+                                               ('avx2 amx_bf16 amx_tile', False)])
+def test_bf16_is_said_to_be_slower_on_a_cpu_without_bfloat16_instructions(
+        cpu_flags, slower, tmp_path, monkeypatch):
+    cpuinfo = tmp_path / 'cpuinfo'
+    cpuinfo.write_text('processor\t: 0\nflags\t\t: fpu sse %s\n\n' % cpu_flags)
+    monkeypatch.setattr(cifar10, 'CPUINFO_PATH', str(cpuinfo))
+    reason = cifar10.not_faster_reason('bf16')
+    assert (reason is not None) == slower
+    if slower:
+        assert reason.startswith('--mixed_precision=bf16: ') and '\n' not in reason
+        assert 'slower, not faster' in reason
+
+
+@pytest.mark.parametrize('mixed_precision_run', ['fp16'], indirect=True)
+def test_resume_without_the_flag_continues_a_mixed_precision_run(
+        mixed_precision_run, synthetic_data_dir, tmp_path):
+    _, train_dir, _ = mixed_precision_run
+    copy = tmp_path / 'train'
+    shutil.copytree(train_dir, copy)
+    [*_, last] = checkpoint_steps(copy)
+    result = run_script('cifar10_train.py', *train_flags(synthetic_data_dir, copy,
+                                                         max_steps=last + 5))
+    assert result.returncode == 0, result.stderr
+    assert '/model.ckpt-%d at step %d.' % (last, last) in result.stdout
+    assert checkpoint_steps(copy)[-1] == last + 5
+
+
+def test_resume_with_bf16_continues_a_float32_run(copy_train_dir, synthetic_data_dir):
+    result = run_script('cifar10_train.py', *train_flags(
+        synthetic_data_dir, copy_train_dir, max_steps=155, mixed_precision='bf16'))
+    assert result.returncode == 0, result.stderr
+    assert '/model.ckpt-150 at step 150.' in result.stdout
+    assert checkpoint_steps(copy_train_dir)[-1] == 155
+
+
+def test_fp16_towers_share_one_loss_scale_and_skip_an_overflowing_step_together():
+    rng = np.random.default_rng(2)
+    batches = iter([rng.normal(size=[2, 24, 24, 3]).astype(np.float32) for _ in range(2)])
+    with flagsaver.flagsaver(mixed_precision='fp16'), tf.Graph().as_default(), \
+            tf.device('/cpu:0'):
+        global_step = tf.train.get_or_create_global_step()
+        train_op, _, _ = cifar10_multi_gpu_train.build_training(
+            global_step, lambda: (tf.constant(next(batches)), tf.constant([1, 2])),
+            ['/cpu:0', '/cpu:1'])
+        scale = local_variable('loss_scale/scale')  # The only one: it is shared.
+        [weights] = [v for v in tf.global_variables() if v.op.name == 'conv1/weights']
+        with tf.Session(config=cifar10.session_config(num_cpu_devices=2)) as sess:
+            sess.run([tf.global_variables_initializer(), tf.local_variables_initializer()])
+            scale.load(OVERFLOWING_LOSS_SCALE, sess)
+            before = sess.run(weights)
+            sess.run(train_op)
+            skipped, scale_after_overflow = sess.run([weights, scale])
+            scale.load(cifar10.LOSS_SCALE_INITIAL, sess)
+            sess.run(train_op)
+            trained = sess.run(weights)
+    np.testing.assert_array_equal(skipped, before)
+    assert scale_after_overflow == OVERFLOWING_LOSS_SCALE / 2
+    assert np.isfinite(trained).all() and not np.allclose(trained, before)
+
+
+def test_use_fp16_with_mixed_precision_is_refused_in_one_line(synthetic_data_dir, tmp_path):
+    result = run_script('cifar10_train.py', *train_flags(
+        synthetic_data_dir, tmp_path, use_fp16=True, mixed_precision='bf16'), timeout=60)
+    assert result.returncode == 1
+    assert result.stderr == (
+        'cifar10_train.py: error: --use_fp16 and --mixed_precision=bf16 do not go together: '
+        '--use_fp16 builds the whole model, weights included, in float16; drop one of them\n')
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())
+
+
+def random_values_across_the_buckets():
+    """float32 values over 70 decades, both signs, zeros, the float32 values
+    nearest each bucket limit and their neighbours, and the extremes."""
+    rng = np.random.default_rng(7)
+    spread = rng.normal(size=20000) * np.exp(rng.normal(size=20000) * 8)
+    limits = cifar10._HISTOGRAM_LIMITS
+    near = limits[np.abs(limits) < 3e38].astype(np.float32)
+    return np.concatenate([
+        spread, near, np.nextafter(near, np.float32(np.inf)),
+        np.nextafter(near, np.float32(-np.inf)),
+        [0.0, -0.0, 1e-45, -1e-45, 3.4e38, -3.4e38]]).astype(np.float32)
+
+
+@pytest.mark.parametrize('values', [random_values_across_the_buckets(),
+                                    np.maximum(random_values_across_the_buckets(), 0),
+                                    np.array([2.5], np.float32), np.zeros([0], np.float32)],
+                         ids=['across the buckets', 'relu', 'one value', 'empty'])
+def test_histogram_summary_writes_what_tensorflows_histogram_summary_writes(values):
+    with tf.Graph().as_default():
+        tensor = tf.constant(values)
+        cifar10._histogram_summary('conv1/activations', tensor)
+        [ours] = tf.get_collection(tf.GraphKeys.SUMMARIES)
+        reference = tf.raw_ops.HistogramSummary(tag='conv1/activations', values=tensor)
+        with tf.Session() as sess:
+            ours, reference = [tf.Summary.FromString(summary).value
+                               for summary in sess.run([ours, reference])]
+    [ours], [reference] = ours, reference
+    assert ours.tag == reference.tag
+    for field in ('min', 'max', 'num', 'bucket_limit', 'bucket'):
+        assert getattr(ours.histo, field) == getattr(reference.histo, field), field
+    # Float64 sums in another order: equal to rounding, relative to the terms.
+    magnitude = np.sum(np.abs(values.astype(np.float64)))
+    assert abs(ours.histo.sum - reference.histo.sum) <= 1e-12 * magnitude
+    assert ours.histo.sum_squares == pytest.approx(reference.histo.sum_squares, rel=1e-12)
+
+
+def test_histogram_summary_of_a_nan_fails_the_step_naming_its_tag():
+    with tf.Graph().as_default():
+        cifar10._histogram_summary('conv2/activations', tf.constant([1.0, np.nan]))
+        with tf.Session() as sess, pytest.raises(tf.errors.InvalidArgumentError,
+                                                 match='conv2/activations'):
+            sess.run(tf.summary.merge_all())
