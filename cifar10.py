@@ -756,18 +756,28 @@ def learning_rate(global_step, batches_per_step=1):
     return lr
 
 
-def apply_gradients(opt, grads, global_step):
+def apply_gradients(opt, grads, global_step, wrap_optimizer=None):
     """Applies the gradients, then updates the weights' moving averages.
 
     Args:
       opt: the optimizer.
       grads: list of (gradient, variable) pairs.
       global_step: Integer Variable, incremented by the step.
+      wrap_optimizer: None, or a function(opt, variable_averages) returning
+        the optimizer that applies the gradients instead, through opt, and
+        then updates variable_averages of the trainable variables itself
+        (the distributed trainer's tf.train.SyncReplicasOptimizer).
 
     Returns:
       train_op: op for training; running it updates the weights and then
-        their moving averages.
+        their moving averages (with wrap_optimizer: whatever its
+        apply_gradients returns).
     """
+    variable_averages = tf.train.ExponentialMovingAverage(
+        MOVING_AVERAGE_DECAY, global_step)
+    if wrap_optimizer is not None:
+        opt = wrap_optimizer(opt, variable_averages)
+
     # Apply gradients.
     apply_gradient_op = opt.apply_gradients(grads, global_step=global_step)
 
@@ -780,10 +790,11 @@ def apply_gradients(opt, grads, global_step):
         if grad is not None:
             _histogram_summary(var.op.name + '/gradients', grad)
 
+    if wrap_optimizer is not None:
+        return apply_gradient_op
+
     # Track the moving averages of all trainable variables, after the
     # gradient step has changed them.
-    variable_averages = tf.train.ExponentialMovingAverage(
-        MOVING_AVERAGE_DECAY, global_step)
     with tf.control_dependencies([apply_gradient_op]):
         variables_averages_op = variable_averages.apply(tf.trainable_variables())
 
