@@ -14,13 +14,18 @@ from helpers import REPO, logged_steps, read_events, run_script, script_env
 import cifar10
 from cifar10 import tf
 
-SCRIPTS = ['cifar10_train.py', 'cifar10_eval.py', 'cifar10_multi_gpu_train.py']
+SCRIPTS = ['cifar10_train.py', 'cifar10_eval.py', 'cifar10_multi_gpu_train.py',
+           'cifar10_distributed_train.py']
 
 # The modules whose flags each script uses besides cifar10.py's shared ones.
 OWN_FLAG_MODULES = {
     'cifar10_train': ['cifar10_train'],
     'cifar10_eval': ['cifar10_eval'],
     'cifar10_multi_gpu_train': ['cifar10_multi_gpu_train', 'cifar10_train'],
+    'cifar10_distributed_train': ['cifar10_distributed_train', 'cifar10_multi_gpu_train',
+                                  'cifar10_train'],
+    'cifar10_predict': ['cifar10_predict'],
+    'cifar10_export': ['cifar10_export'],
 }
 
 
@@ -64,7 +69,7 @@ def console_script_help(request):
     return module, result
 
 
-def test_setup_cfg_installs_the_three_scripts():
+def test_setup_cfg_installs_every_script():
     assert {module for module, _ in console_scripts().values()} == set(OWN_FLAG_MODULES)
 
 
