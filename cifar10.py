@@ -93,6 +93,11 @@ TENSORFLOW_ERROR_CONTEXT = (' ', '\t', 'Graph execution error', 'Detected at nod
                             'Hint:', 'Original stack trace', 'Restoring from checkpoint failed',
                             'Original error', '[[')
 
+# Errors of TensorFlow's runtime, not of a checkpoint being read: a server of
+# a cluster that cannot be reached, a step cut short.
+RUNTIME_ERRORS = (tf.errors.UnavailableError, tf.errors.AbortedError,
+                  tf.errors.CancelledError, tf.errors.DeadlineExceededError)
+
 # If a model is trained with multiple GPUs, prefix all Op names with tower_name
 # to differentiate the operations. Note that this prefix is removed from the
 # names of the summaries when visualizing a model.
@@ -179,6 +184,8 @@ def restore_checkpoint(sess, saver, variables, checkpoint_path, misfit_error):
 
     Raises:
       UserError: with misfit_error, if the checkpoint does not fit this model.
+      One of RUNTIME_ERRORS: if the restore failed for a reason that says
+        nothing about the checkpoint (a server of a cluster out of reach).
     """
     if not tf.gfile.Exists(checkpoint_path + '.index'):
         return 'its index file is missing'
@@ -202,6 +209,8 @@ def restore_checkpoint(sess, saver, variables, checkpoint_path, misfit_error):
         raise UserError(misfit_error % (checkpoint_path, misfit))
     try:
         saver.restore(sess, checkpoint_path)
+    except RUNTIME_ERRORS:
+        raise  # A server of the cluster failed, not the checkpoint.
     except (tf.errors.OpError, ValueError) as e:
         return 'its data cannot be read: %s' % error_reason(e)
     return None
