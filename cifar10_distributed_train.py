@@ -296,6 +296,7 @@ def _watch(cluster, tasks, on_lost):
 
 
 def _lost_message(cluster, job_name, task_index):
+    """What a task says when it has lost contact with another."""
     return ('lost contact with %s at %s: no answer for %d s (--task_timeout_secs)'
             % (task_name(job_name, task_index), cluster[job_name][task_index],
                FLAGS.task_timeout_secs))
@@ -390,7 +391,13 @@ class _SyncReplicasHook(tf.train.SessionRunHook):
     except that the chief's thread that applies the averaged gradients is
     not left to the Coordinator, which would wait its grace period (120 s)
     for it at the end, while it waits for gradients that no longer come: the
-    thread ends quietly when its session closes or fails."""
+    thread ends quietly when its session closes or fails.
+
+    And a worker that ends its training (at --max_steps, or after Ctrl-C or
+    SIGTERM) closes the workers' token queue: a worker waiting for a step
+    that will now never be averaged then ends its training there (the chief
+    saving its checkpoint) instead of waiting for the lost worker. The
+    tokens already in the queue are still handed out."""
 
     def __init__(self, sync_optimizer, is_chief):
         self._sync_optimizer = sync_optimizer
@@ -399,6 +406,7 @@ class _SyncReplicasHook(tf.train.SessionRunHook):
     def begin(self):
         # The session manager has made sure of what this checks.
         self._sync_optimizer.ready_for_local_init_op.mark_used()
+        self._close_tokens = self._sync_optimizer.get_chief_queue_runner().queue.close()
         if self._is_chief:
             self._local_init_op = self._sync_optimizer.chief_init_op
             self._init_tokens_op = self._sync_optimizer.get_init_tokens_op(num_tokens=0)
@@ -417,6 +425,10 @@ class _SyncReplicasHook(tf.train.SessionRunHook):
         if self._is_chief:
             session.run(self._init_tokens_op)
             self._runner.create_threads(session, daemon=True, start=True)
+
+    def end(self, session):
+        with contextlib.suppress(tf.errors.OpError):
+            session.run(self._close_tokens)
 
 
 class _ThenAverage:
@@ -439,6 +451,39 @@ class _ThenAverage:
 
     def __getattr__(self, name):
         return getattr(self._opt, name)
+
+
+class _StartedHook(tf.train.SessionRunHook):
+    """Sets an Event once the worker's session is created."""
+
+    def __init__(self, started):
+        self._started = started
+
+    def after_create_session(self, session, coord):
+        self._started.set()
+
+
+def _stop_at_once_until(started, cluster, task_index):
+    """Makes Ctrl-C and SIGTERM end the process at once (status 0, the
+    parameter servers told) until started is set.
+
+    Until its session is created, a worker waits for the cluster, often
+    inside TensorFlow, where Python runs no signal handler; train_loop's
+    own handling (stop after the step) takes over after that. A thread
+    reads the signals from a wakeup fd, which Python writes to at once."""
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    signal.set_wakeup_fd(write_fd)
+
+    def watch():
+        while True:
+            signum = os.read(read_fd, 1)[0]
+            if signum in (signal.SIGINT, signal.SIGTERM) and not started.is_set():
+                print('Stopped by signal %d before training.' % signum, flush=True)
+                _say_done(cluster, task_index)
+                os._exit(0)
+
+    threading.Thread(target=watch, name='stop_at_once', daemon=True).start()
 
 
 def build_worker_graph(cluster, task_index, next_batch, devices):
@@ -484,7 +529,7 @@ def build_worker_graph(cluster, task_index, next_batch, devices):
     return train_op, total_loss, summary_op, global_step, hooks
 
 
-def train_worker(server, cluster, task_index, devices):
+def train_worker(server, cluster, task_index, devices, hooks=()):
     """Builds the worker's graph, with its input pipeline on its CPU, and
     trains with cifar10_train.train_loop.
 
@@ -493,6 +538,7 @@ def train_worker(server, cluster, task_index, devices):
       cluster: from cluster_from_flags().
       task_index: this worker's index; 0 is the chief.
       devices: one device name per tower, from _worker_devices().
+      hooks: further tf.train.SessionRunHooks.
     """
     worker_cpu = task_name('worker', task_index) + '/cpu:0'
     with tf.Graph().as_default():
@@ -500,7 +546,7 @@ def train_worker(server, cluster, task_index, devices):
             images, labels = cifar10.distorted_inputs()
             batch_queue = cifar10_multi_gpu_train.prefetch_queue(
                 [images, labels], capacity=2 * len(devices))
-        train_op, total_loss, summary_op, global_step, hooks = build_worker_graph(
+        train_op, total_loss, summary_op, global_step, sync_hooks = build_worker_graph(
             cluster, task_index, batch_queue.dequeue, devices)
         config = cifar10.session_config(FLAGS.log_device_placement)
         config.device_filters.extend(['/job:ps', task_name('worker', task_index)])
@@ -512,7 +558,7 @@ def train_worker(server, cluster, task_index, devices):
             cifar10_train.train_loop(
                 train_op, total_loss, global_step, num_towers=len(devices),
                 summary_op=summary_op, config=config, master=server.target,
-                is_chief=task_index == 0, hooks=hooks,
+                is_chief=task_index == 0, hooks=sync_hooks + list(hooks),
                 cluster_examples_per_step=examples_per_step if task_index == 0 else None)
 
 
@@ -522,7 +568,8 @@ def run_worker(cluster, task_index):
     If a task it needs (the parameter servers; in synchronous mode also the
     other workers) stops answering for --task_timeout_secs, it ends the
     process with one line naming it and exit status 1; the chief's
-    checkpoints are left as they are.
+    checkpoints are left as they are. Ctrl-C or SIGTERM before its session
+    exists ends it at once; after, once its step is done.
 
     Args:
       cluster: from cluster_from_flags().
@@ -532,6 +579,8 @@ def run_worker(cluster, task_index):
     server_config = cifar10.session_config(FLAGS.log_device_placement, num_cpu_devices)
     devices = _worker_devices(server_config)
     server = _start_server(cluster, 'worker', task_index, server_config)
+    # After the server starts, so that the others see this task answer
+    # while it downloads.
     cifar10.maybe_download_and_extract()
 
     def needed():
@@ -552,8 +601,10 @@ def run_worker(cluster, task_index):
         os._exit(1)  # The main thread may wait on the lost task for ever.
 
     stop_watching = _watch(cluster, needed, on_lost)
+    started = threading.Event()
+    _stop_at_once_until(started, cluster, task_index)
     try:
-        train_worker(server, cluster, task_index, devices)
+        train_worker(server, cluster, task_index, devices, [_StartedHook(started)])
     finally:
         stop_watching.set()
         _say_done(cluster, task_index)
@@ -584,8 +635,9 @@ def run_local_cluster(num_workers):
     their output prefixed by '[ps0] ', '[worker1] '...
 
     The first Ctrl-C or SIGTERM is passed on to the workers (the chief
-    saves a checkpoint), then to the parameter server; what still runs
-    after that is killed, and so is every task at a second signal.
+    saves a checkpoint), and to the parameter server if it has not stopped
+    by itself after them; what still runs after that is killed, and so is
+    every task at a second signal.
 
     Args:
       num_workers: how many workers.
@@ -626,9 +678,11 @@ def run_local_cluster(num_workers):
         signal.signal(signum, pass_on)
     try:
         _wait_for(workers, stop_requested, FLAGS.task_timeout_secs + LOCAL_CLUSTER_STOP_SECS)
-        if stop_requested.is_set():
+        # The parameter server stops by itself once the workers are done.
+        _wait_for([tasks['ps0']], None, LOCAL_CLUSTER_STOP_SECS)
+        if tasks['ps0'].poll() is None:
             tasks['ps0'].send_signal(signal.SIGTERM)
-        _wait_for(tasks.values(), None, LOCAL_CLUSTER_STOP_SECS)
+            _wait_for([tasks['ps0']], None, LOCAL_CLUSTER_STOP_SECS)
     finally:
         for proc in tasks.values():
             if proc.poll() is None:

@@ -219,6 +219,8 @@ class _StopHook(tf.train.SessionRunHook):
             print('Step %d already reaches --max_steps=%d: nothing to train.'
                   % (self.step, FLAGS.max_steps), flush=True)
             coord.request_stop()
+        elif self._stop_signals:  # It came while the session was created.
+            coord.request_stop()
 
     def before_run(self, run_context):
         return tf.train.SessionRunArgs(self._step_done)
@@ -373,7 +375,9 @@ def train_loop(train_op, loss, global_step, num_towers=1, summary_op=None, confi
     or SIGTERM asks it to stop. Every process logs every --log_frequency
     steps. A NaN loss stops it without saving, so the last checkpoint stays
     the last good one; so does a checkpoint or event file that cannot be
-    written (a full disk), and nothing half-written is left behind.
+    written (a full disk), and nothing half-written is left behind. Ended
+    before --max_steps otherwise (a queue it reads was closed: in a cluster,
+    the workers' token queue), it saves and says so.
 
     Args:
       train_op: op that runs one training step and increments global_step.
@@ -433,10 +437,13 @@ def train_loop(train_op, loss, global_step, num_towers=1, summary_op=None, confi
                     sess.run(step_done)
         finally:
             summaries.close()
+    saved = '; the checkpoint is saved' if is_chief else ''
     if stop_signals:
-        print('Stopped by signal %d at step %d%s.'
-              % (stop_signals[0], stop.step, '; the checkpoint is saved' if is_chief else ''),
+        print('Stopped by signal %d at step %d%s.' % (stop_signals[0], stop.step, saved),
               flush=True)
+    elif stop.step < FLAGS.max_steps:  # An input or a worker's token queue was closed.
+        print('Training ended at step %d, before --max_steps=%d%s.'
+              % (stop.step, FLAGS.max_steps, saved), flush=True)
 
 
 def train():

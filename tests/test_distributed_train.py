@@ -2,6 +2,7 @@
 
 import json
 import re
+import signal
 import threading
 
 import numpy as np
@@ -29,8 +30,10 @@ BATCH = 8
 LOG_LINE = re.compile(r'^\[worker(\d)\] \S+ \S+: step (\d+), loss = \d+\.\d\d '
                       r'\((\d+\.\d) examples/sec; \d+\.\d{3} sec/batch'
                       r'(?:; cluster (\d+\.\d) examples/sec)?\)$', re.MULTILINE)
-# A cluster run: few steps of small batches, a line every 5 steps.
+# A cluster run: few steps of small batches, a line every 10 steps.
 CLUSTER_FLAGS = dict(batch_size=16, max_steps=30, save_checkpoint_steps=10, log_frequency=10)
+# The --local_cluster run's workers each have two towers of 8, on CPU devices.
+TOWER_FLAGS = dict(batch_size=8, device_type='cpu', num_gpus=2)
 LOST_DEADLINE_SECS = 60
 
 
@@ -162,14 +165,14 @@ def test_an_async_worker_applies_its_gradient_without_waiting_for_the_others():
 
 @pytest.fixture(scope='module')
 def local_cluster_run(tmp_path_factory, synthetic_data_dir):
-    """Trains once with --local_cluster=2 (CLUSTER_FLAGS).
+    """Trains once with --local_cluster=2 (CLUSTER_FLAGS, TOWER_FLAGS).
 
     Returns:
       (train_dir, the CompletedProcess); do not write into train_dir.
     """
     train_dir = tmp_path_factory.mktemp('cluster') / 'train'
-    result = run_script(SCRIPT, '--local_cluster=2',
-                        *train_flags(synthetic_data_dir, train_dir, **CLUSTER_FLAGS))
+    result = run_script(SCRIPT, '--local_cluster=2', *train_flags(
+        synthetic_data_dir, train_dir, **CLUSTER_FLAGS | TOWER_FLAGS))
     return train_dir, result
 
 
@@ -205,7 +208,8 @@ def test_chiefs_checkpoints_hold_the_single_device_variable_names(local_cluster_
     assert {name for name, _ in tf.train.list_variables(str(train_dir))} == single_device_names
 
 
-def test_variables_live_on_the_ps_and_input_and_checkpoints_on_the_chief(local_cluster_run):
+def test_variables_live_on_the_ps_and_the_input_towers_and_checkpoints_on_the_chief(
+        local_cluster_run):
     graph = read_events(local_cluster_run[0]).Graph()  # The chief's graph.
     devices = {node.name: node.device for node in graph.node}
     ps, chief = '/job:ps/task:0/device:CPU:0', '/job:worker/task:0/device:CPU:0'
@@ -214,6 +218,9 @@ def test_variables_live_on_the_ps_and_input_and_checkpoints_on_the_chief(local_c
     assert devices['save/SaveV2'] == devices['save/RestoreV2'] == chief
     readers = [node for node in graph.node if node.op.startswith('FixedLengthRecordReader')]
     assert readers and all(reader.device == chief for reader in readers)
+    convolutions = {node.name.split('/')[0]: node.device for node in graph.node
+                    if node.op == 'Conv2D' and node.name.endswith('conv1/Conv2D')}
+    assert convolutions == {'tower_0': chief, 'tower_1': chief.replace('CPU:0', 'CPU:1')}
 
 
 def test_evaluator_scores_the_chiefs_checkpoint(local_cluster_run, synthetic_data_dir, tmp_path):
@@ -222,6 +229,21 @@ def test_evaluator_scores_the_chiefs_checkpoint(local_cluster_run, synthetic_dat
                         '--eval_dir=%s' % tmp_path, '--run_once', '--batch_size=64')
     assert result.returncode == 0, result.stderr
     assert re.search(r'precision @ 1 = \d\.\d{3}', result.stdout)
+
+
+def test_sigterm_to_the_local_cluster_stops_every_task_and_the_chief_saves(
+        start_script, synthetic_data_dir, tmp_path):
+    cluster = start_script(SCRIPT, '--local_cluster=2', *train_flags(
+        synthetic_data_dir, tmp_path, **CLUSTER_FLAGS | dict(max_steps=100000)))
+    cluster.wait_for(r'^\[worker0\] .*: step 10, ')
+    cluster.proc.send_signal(signal.SIGTERM)
+    returncode, output = cluster.finish()
+    assert returncode == 0, output
+    stopped_at = int(re.search(r'^\[worker0\] Stopped by signal 15 at step (\d+); the '
+                               r'checkpoint is saved\.$', output, re.MULTILINE).group(1))
+    assert re.search(r'^\[worker1\] Stopped by signal 15 at step \d+\.$', output, re.MULTILINE)
+    assert '[ps0] All 2 worker(s) are done: stopping.' in output.splitlines()
+    assert checkpoint_steps(tmp_path)[-1] == stopped_at
 
 
 # Faults: tasks started one by one, killed with SIGKILL and started again.
@@ -259,6 +281,15 @@ def assert_whole(checkpoint):
     reader = tf.train.load_checkpoint(checkpoint)
     for name in reader.get_variable_to_shape_map():
         reader.get_tensor(name)  # Every tensor reads back, checksums and all.
+
+
+def test_a_parameter_server_stops_cleanly_on_sigterm(start_script, tmp_path):
+    ps = start_task(start_script, local_cluster_spec(2), tmp_path, tmp_path, 'ps', 0)
+    ps.wait_for(r'^Parameter server /job:ps/task:0 at 127\.0\.0\.1:\d+: serving 2 worker')
+    ps.proc.send_signal(signal.SIGTERM)
+    returncode, output = ps.finish()
+    assert returncode == 0, output
+    assert output.splitlines()[-1] == 'Stopped by signal 15.'
 
 
 def test_a_worker_killed_and_started_again_rejoins_and_training_goes_on(
