@@ -134,6 +134,10 @@ TENSORFLOW_ERROR_CONTEXT = (' ', '\t', 'Graph execution error', 'Detected at nod
                             'Hint:', 'Original stack trace', 'Restoring from checkpoint failed',
                             'Original error', '[[')
 
+# Errors of TensorFlow's runtime, not of a checkpoint being read: a server of
+# a cluster that cannot be reached, a step cut short.
+RUNTIME_ERRORS = (tf.errors.UnavailableError, tf.errors.AbortedError,
+                  tf.errors.CancelledError, tf.errors.DeadlineExceededError)
 
 def _histogram_limits():
     """TensorFlow's histogram bucket limits, computed as its C++ computes them."""
@@ -321,6 +325,8 @@ def restore_checkpoint(sess, saver, variables, checkpoint_path, misfit_error):
 
     Raises:
       UserError: with misfit_error, if the checkpoint does not fit this model.
+      One of RUNTIME_ERRORS: if the restore failed for a reason that says
+        nothing about the checkpoint (a server of a cluster out of reach).
     """
     if not tf.gfile.Exists(checkpoint_path + '.index'):
         return 'its index file is missing'
@@ -344,6 +350,8 @@ def restore_checkpoint(sess, saver, variables, checkpoint_path, misfit_error):
         raise UserError(misfit_error % (checkpoint_path, misfit))
     try:
         saver.restore(sess, checkpoint_path)
+    except RUNTIME_ERRORS:
+        raise  # A server of the cluster failed, not the checkpoint.
     except (tf.errors.OpError, ValueError) as e:
         return 'its data cannot be read: %s' % error_reason(e)
     return None
@@ -1012,23 +1020,28 @@ def _update_loss_scale(finite):
     return tf.group(scale.assign(new_scale), good_steps.assign(new_good_steps))
 
 
-def apply_gradients(opt, grads, global_step):
+def apply_gradients(opt, grads, global_step, wrap_optimizer=None):
     """Applies the gradients, then updates the weights' moving averages.
 
     With --mixed_precision=fp16, a step whose gradients are not all finite
-    (the scaled loss overflowed float16) leaves the weights and their moving
-    averages as they were and lowers the loss scale; the global step still
-    advances.
+    (the scaled loss overflowed float16) leaves the weights as they were and
+    lowers the loss scale (and, without wrap_optimizer, leaves their moving
+    averages as they were too); the global step still advances.
 
     Args:
       opt: the optimizer (plain gradient descent, for which a zero gradient
         leaves a weight unchanged).
       grads: list of (gradient, variable) pairs, from compute_gradients().
       global_step: Integer Variable, incremented by the step.
+      wrap_optimizer: None, or a function(opt, variable_averages) returning
+        the optimizer that applies the gradients instead, through opt, and
+        then updates variable_averages of the trainable variables itself
+        (the distributed trainer's tf.train.SyncReplicasOptimizer).
 
     Returns:
       train_op: op for training; running it updates the weights and then
-        their moving averages (and, with fp16, the loss scale).
+        their moving averages (with wrap_optimizer: whatever its
+        apply_gradients returns), and with fp16 the loss scale.
     """
     finite = None
     if FLAGS.mixed_precision == 'fp16':
@@ -1036,6 +1049,18 @@ def apply_gradients(opt, grads, global_step):
                                          for grad, _ in grads if grad is not None]))
         grads = [(grad if grad is None else tf.where(finite, grad, tf.zeros_like(grad)), var)
                  for grad, var in grads]
+
+    if finite is None or wrap_optimizer is not None:
+        variable_averages = tf.train.ExponentialMovingAverage(
+            MOVING_AVERAGE_DECAY, global_step)
+    else:
+        # The decay ExponentialMovingAverage(MOVING_AVERAGE_DECAY,
+        # global_step) uses, or 1 (no change) after a skipped step.
+        step = tf.cast(global_step, tf.float32)
+        decay = tf.minimum(MOVING_AVERAGE_DECAY, (1.0 + step) / (10.0 + step))
+        variable_averages = tf.train.ExponentialMovingAverage(tf.where(finite, decay, 1.0))
+    if wrap_optimizer is not None:
+        opt = wrap_optimizer(opt, variable_averages)
 
     # Apply gradients.
     apply_gradient_op = opt.apply_gradients(grads, global_step=global_step)
@@ -1049,24 +1074,17 @@ def apply_gradients(opt, grads, global_step):
         if grad is not None:
             _histogram_summary(var.op.name + '/gradients', grad)
 
-    # Track the moving averages of all trainable variables, after the
-    # gradient step has changed them.
-    with tf.control_dependencies([apply_gradient_op]):
-        if finite is None:
-            variable_averages = tf.train.ExponentialMovingAverage(
-                MOVING_AVERAGE_DECAY, global_step)
-        else:
-            # The decay ExponentialMovingAverage(MOVING_AVERAGE_DECAY,
-            # global_step) uses, or 1 (no change) after a skipped step.
-            step = tf.cast(global_step, tf.float32)
-            decay = tf.minimum(MOVING_AVERAGE_DECAY, (1.0 + step) / (10.0 + step))
-            variable_averages = tf.train.ExponentialMovingAverage(
-                tf.where(finite, decay, 1.0))
-        variables_averages_op = variable_averages.apply(tf.trainable_variables())
+    if wrap_optimizer is not None:
+        train_op = apply_gradient_op
+    else:
+        # Track the moving averages of all trainable variables, after the
+        # gradient step has changed them.
+        with tf.control_dependencies([apply_gradient_op]):
+            train_op = variable_averages.apply(tf.trainable_variables())
 
     if finite is None:
-        return variables_averages_op
-    return tf.group(variables_averages_op, _update_loss_scale(finite))
+        return train_op
+    return tf.group(train_op, _update_loss_scale(finite))
 
 
 def train(total_loss, global_step):

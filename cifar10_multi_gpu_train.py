@@ -123,7 +123,8 @@ def _mean_over_towers(tower_tensors):
     return tf.reduce_mean(tf.stack(tower_tensors), name=name)
 
 
-def build_training(global_step, next_batch, devices):
+def build_training(global_step, next_batch, devices, replicas_per_step=1,
+                   wrap_optimizer=None):
     """Builds the towers, the averaged update and the summaries.
 
     Variables live on the CPU and are shared by every tower; each tower sums
@@ -134,15 +135,20 @@ def build_training(global_step, next_batch, devices):
       global_step: the global step variable.
       next_batch: function returning (images, labels) for one tower.
       devices: one device name per tower.
+      replicas_per_step: how many replicas of these towers (cluster
+        workers) train each global step together, for the learning rate.
+      wrap_optimizer: passed to cifar10.apply_gradients (the distributed
+        trainer's synchronous optimizer).
 
     Returns:
       train_op: runs one synchronous step of all towers.
       total_loss: the towers' mean total loss.
       summary_op: the summaries of the last tower and of the update.
     """
-    # The schedule counts examples: each step consumes one batch per tower.
-    opt = tf.train.GradientDescentOptimizer(
-        cifar10.learning_rate(global_step, batches_per_step=len(devices)))
+    # The schedule counts examples: each step consumes one batch per tower
+    # of each replica.
+    opt = tf.train.GradientDescentOptimizer(cifar10.learning_rate(
+        global_step, batches_per_step=len(devices) * replicas_per_step))
 
     tower_grads, tower_losses, tower_totals = [], [], []
     with tf.variable_scope(tf.get_variable_scope()):
@@ -172,7 +178,7 @@ def build_training(global_step, next_batch, devices):
     # We must calculate the mean of each gradient. Note that this is the
     # synchronization point across all towers.
     grads = average_gradients(tower_grads)
-    train_op = tf.group(cifar10.apply_gradients(opt, grads, global_step),
+    train_op = tf.group(cifar10.apply_gradients(opt, grads, global_step, wrap_optimizer),
                         loss_averages_op)
 
     # Retain the summaries from the final tower, and those outside the towers.

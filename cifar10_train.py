@@ -17,6 +17,8 @@ Started again on the same --train_dir it resumes from the newest checkpoint
 that restores (a damaged one is passed over); --max_steps is the absolute
 last step. Ctrl-C or SIGTERM saves a checkpoint at the current step and
 exits. A full disk stops it with one line, its last good checkpoint intact.
+train_loop() here is the training loop of every trainer: this one,
+cifar10_multi_gpu_train.py and cifar10_distributed_train.py.
 """
 
 import contextlib
@@ -51,6 +53,9 @@ tf.app.flags.DEFINE_integer('save_checkpoint_steps', 1000,
 SAVE_SUMMARY_STEPS = 100
 MAX_CHECKPOINTS_TO_KEEP = 5
 CHECKPOINT_BASENAME = 'model.ckpt'
+# Seconds a worker that is not the chief waits between looks at whether the
+# chief has initialized or restored the model (TensorFlow's default: 30).
+RECOVERY_WAIT_SECS = 1
 
 
 @contextlib.contextmanager
@@ -77,7 +82,7 @@ def _graceful_stop():
             signal.signal(signum, handler)
 
 
-def restore_or_initialize(sess, saver, variables, global_step, checkpoint_dir):
+def restore_or_initialize(sess, saver, variables, global_step, checkpoint_dir, init_op):
     """Restores the newest checkpoint in checkpoint_dir that is whole, or initializes.
 
     A damaged checkpoint (one line says which and why) is passed over for
@@ -92,6 +97,7 @@ def restore_or_initialize(sess, saver, variables, global_step, checkpoint_dir):
       variables: the dict from checkpoint names to variables the Saver saves.
       global_step: the global step variable.
       checkpoint_dir: where the checkpoints are.
+      init_op: the op that initializes the variables, run when none restores.
 
     Returns:
       The global step to continue from.
@@ -112,16 +118,13 @@ def restore_or_initialize(sess, saver, variables, global_step, checkpoint_dir):
             saver.recover_last_checkpoints(paths[:newest + 1])
             step = int(sess.run(global_step))
             print('Resuming from %s at step %d.' % (paths[newest], step), flush=True)
-            break
+            return step
         print('%s is damaged (%s): passing over it.' % (paths[newest], damage), flush=True)
-    else:
-        if paths:
-            print('No checkpoint in %s restores: training from scratch.' % checkpoint_dir,
-                  flush=True)
-        sess.run(tf.global_variables_initializer())
-        step = 0
-    sess.run(tf.local_variables_initializer())
-    return step
+    if paths:
+        print('No checkpoint in %s restores: training from scratch.' % checkpoint_dir,
+              flush=True)
+    sess.run(init_op)
+    return 0
 
 
 def _remove_partial_checkpoint(checkpoint_path, step):
@@ -173,17 +176,203 @@ def save_checkpoint(sess, saver, checkpoint_path, step):
         raise _write_failure(e) from e
 
 
-def train_loop(train_op, loss, global_step, num_towers=1, summary_op=None,
-               config=None):
-    """Runs train_op until --max_steps, checkpointing along the way.
+def _next_multiple(step, every):
+    """The first multiple of every at or after step."""
+    return -(-step // every) * every
 
-    Resumes from the latest checkpoint in --train_dir. Logs every
-    --log_frequency steps, writes summaries every SAVE_SUMMARY_STEPS steps,
-    saves model.ckpt-<step> every --save_checkpoint_steps steps, at the last
-    step and when Ctrl-C or SIGTERM asks it to stop. A NaN loss stops it
-    without saving, so the last checkpoint stays the last good one; so does
-    a checkpoint or event file that cannot be written (a full disk), and
-    nothing half-written is left behind.
+
+class _NanHook(tf.train.SessionRunHook):
+    """Stops training with FloatingPointError when the loss becomes NaN,
+    before any hook after it saves the step."""
+
+    def __init__(self, loss, step_done):
+        self._fetches = [loss, step_done]
+
+    def before_run(self, run_context):
+        return tf.train.SessionRunArgs(self._fetches)
+
+    def after_run(self, run_context, run_values):
+        loss_value, step_done = run_values.results
+        if np.isnan(loss_value):
+            raise FloatingPointError(
+                'loss is NaN at step %d; training stopped, and the last '
+                'good checkpoint in %s is kept' % (step_done - 1, FLAGS.train_dir))
+
+
+class _StopHook(tf.train.SessionRunHook):
+    """Stops at --max_steps, or after the step in which Ctrl-C or SIGTERM came."""
+
+    def __init__(self, global_step, step_done, stop_signals):
+        self._global_step = global_step
+        self._step_done = step_done
+        self._stop_signals = stop_signals
+        self.step = None  # The global step after the last step run.
+
+    def after_create_session(self, session, coord):
+        self.step = int(session.run(self._global_step))
+        if self.step >= FLAGS.max_steps:
+            print('Step %d already reaches --max_steps=%d: nothing to train.'
+                  % (self.step, FLAGS.max_steps), flush=True)
+            coord.request_stop()
+        elif self._stop_signals:  # It came while the session was created.
+            coord.request_stop()
+
+    def before_run(self, run_context):
+        return tf.train.SessionRunArgs(self._step_done)
+
+    def after_run(self, run_context, run_values):
+        self.step = int(run_values.results)
+        if self.step >= FLAGS.max_steps or self._stop_signals:
+            run_context.request_stop()
+
+
+class _LoggerHook(tf.train.SessionRunHook):
+    """Prints the tutorial's line once every --log_frequency steps: this
+    process's examples/sec and sec/batch, and the cluster's examples/sec
+    when cluster_examples_per_step is given."""
+
+    def __init__(self, loss, global_step, step_done, examples_per_run, num_towers,
+                 cluster_examples_per_step):
+        self._global_step = global_step
+        self._fetches = [loss, step_done]
+        self._examples_per_run = examples_per_run
+        self._num_towers = num_towers
+        self._cluster_examples_per_step = cluster_examples_per_step
+
+    def after_create_session(self, session, coord):
+        self._last_step = int(session.run(self._global_step))
+        self._next_log_step = _next_multiple(self._last_step, FLAGS.log_frequency)
+        self._last_time, self._runs = time.time(), 0
+
+    def before_run(self, run_context):
+        return tf.train.SessionRunArgs(self._fetches)
+
+    def after_run(self, run_context, run_values):
+        loss_value, step_done = run_values.results
+        self._runs += 1
+        step = step_done - 1  # The step this run trained.
+        if step < self._next_log_step:
+            return
+        now = time.time()
+        duration = now - self._last_time
+        rates = '%.1f examples/sec; %.3f sec/batch' % (
+            self._runs * self._examples_per_run / duration,
+            duration / self._runs / self._num_towers)
+        if self._cluster_examples_per_step:
+            rates += '; cluster %.1f examples/sec' % (
+                (step_done - self._last_step) * self._cluster_examples_per_step / duration)
+        print('%s: step %d, loss = %.2f (%s)' % (datetime.now(), step, loss_value, rates),
+              flush=True)
+        self._last_time, self._last_step, self._runs = now, step_done, 0
+        self._next_log_step = _next_multiple(step + 1, FLAGS.log_frequency)
+
+
+class _CheckpointHook(tf.train.SessionRunHook):
+    """Saves model.ckpt-<step> every --save_checkpoint_steps steps, and at
+    the end: at the last step, or where Ctrl-C or SIGTERM stopped training."""
+
+    def __init__(self, saver, global_step, step_done):
+        self._saver = saver
+        self._global_step = global_step
+        self._step_done = step_done
+        self._path = os.path.join(FLAGS.train_dir, CHECKPOINT_BASENAME)
+
+    def after_create_session(self, session, coord):
+        self._step = self._saved_step = int(session.run(self._global_step))
+        self._trains = self._step < FLAGS.max_steps
+        self._next_save_step = _next_multiple(self._step + 1, FLAGS.save_checkpoint_steps)
+
+    def before_run(self, run_context):
+        return tf.train.SessionRunArgs(self._step_done)
+
+    def after_run(self, run_context, run_values):
+        self._step = int(run_values.results)
+        if self._step >= self._next_save_step:
+            save_checkpoint(run_context.session, self._saver, self._path, self._step)
+            self._saved_step = self._step
+            self._next_save_step = _next_multiple(self._step + 1, FLAGS.save_checkpoint_steps)
+
+    def end(self, session):
+        if self._trains and (self._saved_step != self._step or not self._saver.last_checkpoints):
+            save_checkpoint(session, self._saver, self._path, self._step)
+
+
+class _SummaryHook(tf.train.SessionRunHook):
+    """Writes the graph, then the summaries every SAVE_SUMMARY_STEPS steps,
+    into an event file in --train_dir opened at the first step."""
+
+    def __init__(self, summary_op, global_step, step_done):
+        self._summary_op = summary_op
+        self._global_step = global_step
+        self._step_done = step_done
+        self._writer = None
+
+    def after_create_session(self, session, coord):
+        self._next_step = int(session.run(self._global_step))
+        self._next_summary_step = _next_multiple(self._next_step, SAVE_SUMMARY_STEPS)
+
+    def before_run(self, run_context):
+        if self._writer is None:
+            try:
+                self._writer = cifar10.SummaryWriter(FLAGS.train_dir, tf.get_default_graph())
+            except (tf.errors.OpError, OSError) as e:
+                raise _write_failure(e) from e
+        if self._summary_op is not None and self._next_step >= self._next_summary_step:
+            return tf.train.SessionRunArgs([self._step_done, self._summary_op])
+        return tf.train.SessionRunArgs([self._step_done])
+
+    def after_run(self, run_context, run_values):
+        step_done, *summary = run_values.results
+        self._next_step = step_done
+        if summary:
+            try:
+                self._writer.add_summary(summary[0], step_done - 1)
+            except (tf.errors.OpError, OSError) as e:
+                raise _write_failure(e) from e
+            self._next_summary_step = _next_multiple(step_done, SAVE_SUMMARY_STEPS)
+
+    def close(self):
+        """Closes the event file, if it was opened."""
+        if self._writer is not None:
+            self._writer.close()
+
+
+class _WorkerSessionCreator(tf.train.SessionCreator):
+    """tf.train.WorkerSessionCreator, looking every RECOVERY_WAIT_SECS (not
+    30 s) whether the chief has made the model ready, with no time limit."""
+
+    def __init__(self, scaffold, master, config):
+        self._scaffold = scaffold
+        self._master = master
+        self._config = config
+
+    def create_session(self):
+        self._scaffold.finalize()
+        session_manager = tf.train.SessionManager(
+            local_init_op=self._scaffold.local_init_op,
+            ready_op=self._scaffold.ready_op,
+            ready_for_local_init_op=self._scaffold.ready_for_local_init_op,
+            graph=tf.get_default_graph(), recovery_wait_secs=RECOVERY_WAIT_SECS)
+        return session_manager.wait_for_session(self._master, config=self._config)
+
+
+def train_loop(train_op, loss, global_step, num_towers=1, summary_op=None, config=None,
+               master='', is_chief=True, hooks=(), cluster_examples_per_step=None):
+    """Runs train_op until --max_steps, checkpointing along the way: the
+    training loop of every trainer, a tf.train.MonitoredSession with one
+    hook per concern.
+
+    The chief (every single-machine trainer is one) resumes from the newest
+    whole checkpoint in --train_dir (restore_or_initialize, also when the
+    session is created again after a parameter server came back), writes
+    summaries every SAVE_SUMMARY_STEPS steps and saves model.ckpt-<step>
+    every --save_checkpoint_steps steps, at the last step and when Ctrl-C
+    or SIGTERM asks it to stop. Every process logs every --log_frequency
+    steps. A NaN loss stops it without saving, so the last checkpoint stays
+    the last good one; so does a checkpoint or event file that cannot be
+    written (a full disk), and nothing half-written is left behind. Ended
+    before --max_steps otherwise (a queue it reads was closed: in a cluster,
+    the workers' token queue), it saves and says so.
 
     Args:
       train_op: op that runs one training step and increments global_step.
@@ -192,6 +381,14 @@ def train_loop(train_op, loss, global_step, num_towers=1, summary_op=None,
       num_towers: batches consumed per step (one per tower).
       summary_op: the summaries to write; default all of the graph's.
       config: the session's tf.ConfigProto; default cifar10.session_config().
+      master: the TensorFlow server to run on (a cluster worker's
+        server.target); '' runs in this process.
+      is_chief: whether this process initializes or restores the model and
+        writes checkpoints and summaries; another waits until the chief has
+        made the model ready, looking every RECOVERY_WAIT_SECS.
+      hooks: further tf.train.SessionRunHooks (the distributed trainer's).
+      cluster_examples_per_step: the examples the whole cluster trains per
+        global step; when given, the log line also says the cluster's rate.
 
     Raises:
       FloatingPointError: if the loss becomes NaN.
@@ -199,73 +396,49 @@ def train_loop(train_op, loss, global_step, num_towers=1, summary_op=None,
         event file cannot be written.
     """
     tf.gfile.MakeDirs(FLAGS.train_dir)
-    checkpoint_path = os.path.join(FLAGS.train_dir, CHECKPOINT_BASENAME)
     variables = {variable.op.name: variable for variable in tf.global_variables()}
     saver = tf.train.Saver(variables, max_to_keep=MAX_CHECKPOINTS_TO_KEEP,
                            save_relative_paths=True)
+    init_op = tf.global_variables_initializer()
     if summary_op is None:
         summary_op = tf.summary.merge_all()
     if config is None:
         config = cifar10.session_config(FLAGS.log_device_placement)
+    # The global step once this run's step is done (the steps of other
+    # workers may be in it too).
+    with tf.control_dependencies([train_op]):
+        step_done = global_step.read_value()
 
-    with tf.Session(config=config) as sess, _graceful_stop() as stop_signals:
-        step = restore_or_initialize(sess, saver, variables, global_step, FLAGS.train_dir)
-        if step >= FLAGS.max_steps:
-            print('Step %d already reaches --max_steps=%d: nothing to train.'
-                  % (step, FLAGS.max_steps))
-            return
+    def restore(unused_scaffold, sess):
+        restore_or_initialize(sess, saver, variables, global_step, FLAGS.train_dir, init_op)
+
+    scaffold = tf.train.Scaffold(init_op=tf.no_op(name='restore_or_initialize'),
+                                 init_fn=restore, saver=saver, summary_op=summary_op)
+    if is_chief:
+        session_creator = tf.train.ChiefSessionCreator(scaffold, master=master, config=config)
+    else:
+        session_creator = _WorkerSessionCreator(scaffold, master, config)
+    with _graceful_stop() as stop_signals:
+        stop = _StopHook(global_step, step_done, stop_signals)
+        summaries = _SummaryHook(summary_op, global_step, step_done)
+        all_hooks = [_NanHook(loss, step_done), stop,
+                     _LoggerHook(loss, global_step, step_done, num_towers * FLAGS.batch_size,
+                                 num_towers, cluster_examples_per_step)]
+        if is_chief:
+            all_hooks += [_CheckpointHook(saver, global_step, step_done), summaries]
         try:
-            summary_writer = cifar10.SummaryWriter(FLAGS.train_dir, sess.graph)
-        except (tf.errors.OpError, OSError) as e:
-            raise _write_failure(e) from e
-        coord = tf.train.Coordinator()
-        threads = tf.train.start_queue_runners(sess=sess, coord=coord)
-        saved_step = step
-        try:
-            last_log_time, last_log_step = time.time(), step
-            while (step < FLAGS.max_steps and not stop_signals
-                   and not coord.should_stop()):
-                if summary_op is not None and step % SAVE_SUMMARY_STEPS == 0:
-                    _, loss_value, summary = sess.run([train_op, loss, summary_op])
-                    try:
-                        summary_writer.add_summary(summary, step)
-                    except (tf.errors.OpError, OSError) as e:
-                        raise _write_failure(e) from e
-                else:
-                    _, loss_value = sess.run([train_op, loss])
-                if np.isnan(loss_value):
-                    raise FloatingPointError(
-                        'loss is NaN at step %d; training stopped, and the last '
-                        'good checkpoint in %s is kept'
-                        % (step, FLAGS.train_dir))
-
-                if step % FLAGS.log_frequency == 0:
-                    now = time.time()
-                    steps_run = step + 1 - last_log_step
-                    duration = now - last_log_time
-                    last_log_time, last_log_step = now, step + 1
-                    examples_per_sec = (steps_run * num_towers * FLAGS.batch_size
-                                        / duration)
-                    sec_per_batch = duration / steps_run / num_towers
-                    format_str = ('%s: step %d, loss = %.2f (%.1f examples/sec; '
-                                  '%.3f sec/batch)')
-                    print(format_str % (datetime.now(), step, loss_value,
-                                        examples_per_sec, sec_per_batch),
-                          flush=True)
-
-                step += 1
-                if step % FLAGS.save_checkpoint_steps == 0:
-                    save_checkpoint(sess, saver, checkpoint_path, step)
-                    saved_step = step
-            if saved_step != step or not saver.last_checkpoints:
-                save_checkpoint(sess, saver, checkpoint_path, step)
-            if stop_signals:
-                print('Stopped by signal %d at step %d; the checkpoint is saved.'
-                      % (stop_signals[0], step), flush=True)
+            with tf.train.MonitoredSession(session_creator, all_hooks + list(hooks)) as sess:
+                while not sess.should_stop():
+                    sess.run(step_done)
         finally:
-            coord.request_stop()
-            coord.join(threads)
-            summary_writer.close()
+            summaries.close()
+    saved = '; the checkpoint is saved' if is_chief else ''
+    if stop_signals:
+        print('Stopped by signal %d at step %d%s.' % (stop_signals[0], stop.step, saved),
+              flush=True)
+    elif stop.step < FLAGS.max_steps:  # An input or a worker's token queue was closed.
+        print('Training ended at step %d, before --max_steps=%d%s.'
+              % (stop.step, FLAGS.max_steps, saved), flush=True)
 
 
 def train():

@@ -111,8 +111,8 @@ def start_script():
     """Starts scripts in the background; kills any still running at the end."""
     started = []
 
-    def start(script, *args):
-        running = RunningScript(script, *args)
+    def start(script, *args, env=None):
+        running = RunningScript(script, *args, env=env)
         started.append(running)
         return running
 

@@ -10,6 +10,7 @@ import os
 import queue
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -126,11 +127,11 @@ def run_script(script, *args, timeout=SCRIPT_TIMEOUT_SECS, env=None):
 class RunningScript:
     """A script started in the background whose output lines can be awaited."""
 
-    def __init__(self, script, *args):
+    def __init__(self, script, *args, env=None):
         self.proc = subprocess.Popen(
             [sys.executable, str(REPO / script), *map(str, args)],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            env=script_env())
+            env=env or script_env())
         self.lines = []
         self._pending = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
@@ -234,6 +235,24 @@ def logged_steps(output):
     """(step, loss) pairs from the trainer's log lines."""
     return [(int(m.group(1)), float(m.group(2)))
             for m in re.finditer(r': step (\d+), loss = ([\d.naif]+) \(', output)]
+
+
+def free_ports(count):
+    """count TCP ports of 127.0.0.1 that are free now."""
+    sockets = [socket.socket() for _ in range(count)]
+    for each in sockets:
+        each.bind(('127.0.0.1', 0))
+    ports = [each.getsockname()[1] for each in sockets]
+    for each in sockets:
+        each.close()
+    return ports
+
+
+def local_cluster_spec(num_workers):
+    """A cluster of one parameter server and num_workers workers on free
+    127.0.0.1 ports: {'ps': ['127.0.0.1:<port>'], 'worker': [...]}."""
+    addresses = ['127.0.0.1:%d' % port for port in free_ports(1 + num_workers)]
+    return {'ps': addresses[:1], 'worker': addresses[1:]}
 
 
 def train_flags(data_dir, train_dir, **flags):

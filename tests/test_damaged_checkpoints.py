@@ -13,6 +13,9 @@ from helpers import (
     train_flags,
 )
 
+import cifar10
+from cifar10 import tf
+
 
 def change_bytes_in_the_data(prefix):
     """Flips bytes at ten places through the data file, so that the weights
@@ -153,3 +156,22 @@ def test_evaluator_refuses_a_checkpoint_of_another_model_with_one_line(
                                     'fit this model (' % (checkpoint_dir / 'model.ckpt-150'))
     assert 'is float32 there, float16 here' in result.stderr
 
+
+
+class SaverOfAnUnreachableServer:
+    """A Saver whose restore fails as it does when a parameter server cannot
+    reach the chief that restarted beside it."""
+
+    def restore(self, sess, checkpoint_path):
+        raise tf.errors.UnavailableError(None, None, 'failed to connect to all addresses')
+
+
+def test_a_server_out_of_reach_during_a_restore_does_not_make_the_checkpoint_damaged(tmp_path):
+    with tf.Graph().as_default():
+        variable = tf.get_variable('weight', initializer=1.0)
+        with tf.Session() as sess:
+            sess.run(variable.initializer)
+            checkpoint = tf.train.Saver().save(sess, str(tmp_path / 'model.ckpt'), global_step=1)
+            with pytest.raises(tf.errors.UnavailableError):  # The session is made again.
+                cifar10.restore_checkpoint(sess, SaverOfAnUnreachableServer(),
+                                           {'weight': variable}, checkpoint, '%s %s')

@@ -15,13 +15,15 @@ import cifar10
 from cifar10 import tf
 
 SCRIPTS = ['cifar10_train.py', 'cifar10_eval.py', 'cifar10_multi_gpu_train.py',
-           'cifar10_predict.py', 'cifar10_export.py']
+           'cifar10_predict.py', 'cifar10_export.py', 'cifar10_distributed_train.py']
 
 # The modules whose flags each script uses besides cifar10.py's shared ones.
 OWN_FLAG_MODULES = {
     'cifar10_train': ['cifar10_train'],
     'cifar10_eval': ['cifar10_eval'],
     'cifar10_multi_gpu_train': ['cifar10_multi_gpu_train', 'cifar10_train'],
+    'cifar10_distributed_train': ['cifar10_distributed_train', 'cifar10_multi_gpu_train',
+                                  'cifar10_train'],
     'cifar10_predict': ['cifar10_predict'],
     'cifar10_export': ['cifar10_export'],
 }
@@ -67,7 +69,7 @@ def console_script_help(request):
     return module, result
 
 
-def test_setup_cfg_installs_a_console_script_for_each_script():
+def test_setup_cfg_installs_every_script():
     assert {module for module, _ in console_scripts().values()} == set(OWN_FLAG_MODULES)
 
 
