@@ -263,6 +263,18 @@ def _say_once(line):
         print(line, flush=True)
 
 
+def error_line(message):
+    """How the scripts say an error: '<script>: error: <message>', one line.
+
+    Args:
+      message: what went wrong and what to do.
+
+    Returns:
+      The line, without a newline.
+    """
+    return '%s: error: %s' % (os.path.basename(sys.argv[0]), message)
+
+
 def run(main, *flag_modules):
     """Parses the flags and runs main, as tf.app.run does.
 
@@ -294,7 +306,7 @@ def run(main, *flag_modules):
                                 'float16; drop one of them' % FLAGS.mixed_precision)
             return main(argv)
         except (UserError, FloatingPointError) as e:
-            sys.exit('%s: error: %s' % (os.path.basename(sys.argv[0]), e))
+            sys.exit(error_line(e))
         except KeyboardInterrupt:
             sys.exit(130)
 

@@ -304,8 +304,7 @@ def _lost_message(cluster, job_name, task_index):
 
 def _error_line(message):
     """Prints message as the scripts print an error: one line on stderr."""
-    print('%s: error: %s' % (os.path.basename(sys.argv[0]), message), file=sys.stderr,
-          flush=True)
+    print(cifar10.error_line(message), file=sys.stderr, flush=True)
 
 
 def run_parameter_server(cluster, task_index):
