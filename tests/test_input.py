@@ -211,22 +211,58 @@ def distort_one_at_a_time(image, crop_offset, flip, brightness_delta, contrast_f
     return tf.image.per_image_standardization(image)
 
 
+def distort_exactly(image, crop_offset, flip, brightness_delta, contrast_factor):
+    """The original's distortions of one image in float64 numpy."""
+    image = image[crop_offset[0]:crop_offset[0] + 24,
+                  crop_offset[1]:crop_offset[1] + 24].astype(np.float64)
+    if flip:
+        image = image[:, ::-1]
+    image = image + np.float64(brightness_delta)
+    channel_means = image.mean(axis=(0, 1))
+    image = (image - channel_means) * np.float64(contrast_factor) + channel_means
+    return (image - image.mean()) / max(image.std(), 1 / np.sqrt(image.size))
+
+
+def random_draws(rng, count):
+    """Crop offsets, flips, brightness deltas and contrast factors for count images."""
+    return (rng.integers(0, 9, size=(count, 2)).astype(np.int32),
+            rng.random(count) < 0.5,
+            rng.uniform(-63, 63, size=count).astype(np.float32),
+            rng.uniform(0.2, 1.8, size=count).astype(np.float32))
+
+
+def distort_chunk(images, draws):
+    """cifar10_input._distort_images of a chunk of images, with these draws."""
+    with tf.Graph().as_default():
+        chunked = cifar10_input._distort_images(tf.constant(images),
+                                                *[tf.constant(draw) for draw in draws])
+        with tf.Session() as sess:
+            return sess.run(chunked)
+
+
 def test_chunked_distortions_equal_the_originals_applied_one_image_at_a_time():
     rng = np.random.default_rng(5)
     images = rng.integers(0, 256, size=(6, 32, 32, 3), dtype=np.uint8)
-    offsets = rng.integers(0, 9, size=(6, 2)).astype(np.int32)
-    flips = np.array([True, False, True, False, False, True])
-    deltas = rng.uniform(-63, 63, size=6).astype(np.float32)
-    factors = rng.uniform(0.2, 1.8, size=6).astype(np.float32)
+    draws = random_draws(rng, 6)
     with tf.Graph().as_default():
-        chunked = cifar10_input._distort_images(tf.constant(images), tf.constant(offsets),
-                                                tf.constant(flips), tf.constant(deltas),
-                                                tf.constant(factors))
-        one_by_one = [distort_one_at_a_time(*draws)
-                      for draws in zip(images, offsets, flips, deltas, factors, strict=True)]
+        one_by_one = [distort_one_at_a_time(*args)
+                      for args in zip(images, *draws, strict=True)]
         with tf.Session() as sess:
-            chunked, one_by_one = sess.run([chunked, one_by_one])
-    np.testing.assert_allclose(chunked, np.stack(one_by_one), atol=1e-5)
+            one_by_one = sess.run(one_by_one)
+    np.testing.assert_allclose(distort_chunk(images, draws), np.stack(one_by_one), atol=1e-5)
+
+
+def test_chunked_distortions_are_exact_for_nearly_one_colour_images():
+    # The standardization divides such an image's deviations by nearly 0
+    # (or by its floor, 1 / sqrt(1728)): rounding must not be magnified.
+    rng = np.random.default_rng(7)
+    images = np.full((4, 32, 32, 3), 200, np.uint8)
+    images[1, 10, 10, 1] = 201
+    images[2, :, :, 2] = 13
+    images[3] = rng.choice(np.array([0, 255], np.uint8), size=(32, 32, 3))
+    draws = random_draws(rng, 4)
+    exact = [distort_exactly(*args) for args in zip(images, *draws, strict=True)]
+    np.testing.assert_allclose(distort_chunk(images, draws), np.stack(exact), atol=1e-5)
 
 
 def test_distort_images_gives_each_image_its_own_random_draws():
