@@ -280,6 +280,32 @@ def test_histogram_summary_writes_what_tensorflows_histogram_summary_writes(valu
     assert ours.histo.sum_squares == pytest.approx(reference.histo.sum_squares, rel=1e-12)
 
 
+@pytest.mark.parametrize('mode', ['bf16', 'fp16'])
+def test_histogram_summaries_of_a_16_bit_layer_equal_tensorflows_under_mixed_precision(mode):
+    # The rewrite computes the convolution in 16 bits; the bucket search must
+    # stay exact all the same (its logarithm must not be rewritten too).
+    rng = np.random.default_rng(3)
+    with flagsaver.flagsaver(mixed_precision=mode), tf.Graph().as_default():
+        images = tf.constant(rng.normal(size=[8, 24, 24, 3]).astype(np.float32))
+        kernel = tf.Variable(rng.normal(size=[5, 5, 3, 64]).astype(np.float32) * 10)
+        activations = tf.nn.relu(tf.nn.conv2d(images, kernel, [1, 1, 1, 1], padding='SAME'))
+        cifar10._histogram_summary('conv1/activations', activations)
+        [ours] = tf.get_collection(tf.GraphKeys.SUMMARIES)
+        reference = tf.raw_ops.HistogramSummary(tag='conv1/activations', values=activations)
+        with tf.Session(config=cifar10.session_config()) as sess:
+            sess.run(kernel.initializer)
+            metadata = tf.RunMetadata()
+            ours, reference = sess.run(
+                [ours, reference], options=tf.RunOptions(output_partition_graphs=True),
+                run_metadata=metadata)
+    nodes = [node for graph in metadata.partition_graphs for node in graph.node]
+    assert node_dtypes(ops_of_type(nodes, 'Conv2D')) == {COMPUTE_DTYPES[mode]}
+    [ours], [reference] = (tf.Summary.FromString(ours).value,
+                           tf.Summary.FromString(reference).value)
+    for field in ('min', 'max', 'num', 'bucket_limit', 'bucket'):
+        assert getattr(ours.histo, field) == getattr(reference.histo, field), field
+
+
 def test_histogram_summary_of_a_nan_fails_the_step_naming_its_tag():
     with tf.Graph().as_default():
         cifar10._histogram_summary('conv2/activations', tf.constant([1.0, np.nan]))
