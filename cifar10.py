@@ -128,6 +128,11 @@ LRN_PRESCALE = 16.0
 HISTOGRAM_SMALLEST_LIMIT = 1.0e-12
 HISTOGRAM_LARGEST_LIMIT = 1.0e20
 HISTOGRAM_GROWTH = 1.1
+# Histograms of at least this many values are computed by XLA-compiled loops
+# (conv1's and conv2's activations, local3's weights and their gradient);
+# each costs a compilation at the first summary step, which the smaller
+# ones would not repay.
+HISTOGRAM_COMPILED_MIN_VALUES = 500000
 
 # The lines of a TensorFlow error message that are not its reason.
 TENSORFLOW_ERROR_CONTEXT = (' ', '\t', 'Graph execution error', 'Detected at node', 'Node:',
@@ -514,8 +519,9 @@ def _histogram_summary(tag, tensor):
     time there (README, Results). Here the work is a handful of whole-tensor
     ops: each value's bucket is estimated from its logarithm, then moved by
     one where the value is not between that bucket's limits, and the buckets
-    are counted with bincount; XLA fuses all but the counting into a few
-    loops. The buckets, min, max and count are HistogramSummary's exactly;
+    are counted with bincount; for a large tensor
+    (HISTOGRAM_COMPILED_MIN_VALUES), XLA fuses all but the counting into a
+    few loops. The buckets, min, max and count are HistogramSummary's exactly;
     the sum and the sum of squares are float64 sums added in another order.
     A NaN or an infinity fails the step, as it fails HistogramSummary.
 
@@ -524,7 +530,10 @@ def _histogram_summary(tag, tensor):
       tensor: a real Tensor.
     """
     padded = np.concatenate([[-np.inf], _HISTOGRAM_LIMITS, [np.inf]])
-    with tf.xla.experimental.jit_scope():  # A few fused loops over the values.
+    size = tensor.shape.num_elements()
+    compiled = size is not None and size >= HISTOGRAM_COMPILED_MIN_VALUES
+    # For a large tensor, a few fused loops over the values.
+    with tf.xla.experimental.jit_scope() if compiled else contextlib.nullcontext():
         values = tf.reshape(tf.cast(tensor, tf.float64), [-1])
         total = tf.reduce_sum(values)
         sum_squares = tf.reduce_sum(tf.square(values))
@@ -536,7 +545,8 @@ def _histogram_summary(tag, tensor):
         below = tf.clip_by_value(
             (tf.math.log(magnitudes) - np.log(HISTOGRAM_SMALLEST_LIMIT))
             / np.log(HISTOGRAM_GROWTH) + 1, 0, _HISTOGRAM_POSITIVE_LIMITS)
-        below = tf.cast(below, tf.int32)
+        # Clipped again as an integer, which also gives a NaN a bucket.
+        below = tf.clip_by_value(tf.cast(below, tf.int32), 0, _HISTOGRAM_POSITIVE_LIMITS)
         # The bucket: the index of the first limit above the value, nearly;
         # then one step up or down where the value is not between its
         # bucket's limits.

@@ -22,7 +22,10 @@ and the machine's float32 matrix-multiply rate (row matmul), and the CPU
 time each input pipeline alone spends per image (no model to feed), shown
 as its share of the cores at the ceiling's rate.
 Each rate is examples/sec, the median of windows of --window steps after
---warmup_steps; each row is shown against the ceiling, against our trainer
+--warmup_steps (a median leaves out the windows with the trainer's summary
+step, one in every 100 steps: the ceiling and our trainer are also measured
+over whole hundreds of steps, summary steps included, and that ratio is
+printed too); each row is shown against the ceiling, against our trainer
 (queue) and, counting common.FLOP_PER_TRAINING_IMAGE (105.3 MFLOP), against
 the matmul rate. This machine's speed drifts by 15% for stretches of seconds
 (a shared VM), so every row but the input pipelines alone is measured in
@@ -85,8 +88,28 @@ TABLE = [
 # Each peer's split of our trainer's lead: (name, row, band row, its LRN).
 SPLITS = [('Keras', 'keras', 'keras_band', 'tf.nn.lrn'),
           ('PyTorch', 'torch', 'torch_band', 'nn.LocalResponseNorm')]
+# The trainer writes summaries once every this many steps
+# (cifar10_train.SAVE_SUMMARY_STEPS).
+SUMMARY_STEPS = 100
 MATMUL_SIZES = [1024, 2048, 4096]
 MATMUL_SECONDS_PER_SIZE = 3.0
+
+
+def whole_hundreds_rate(windows, window):
+    """examples/sec over the first windows that make whole hundreds of steps
+    (SUMMARY_STEPS), so that a trainer's summary steps count at their share.
+
+    Args:
+      windows: back-to-back windows' rates, examples/sec.
+      window: steps per window.
+
+    Returns:
+      The rate, or None if the windows do not make SUMMARY_STEPS steps.
+    """
+    count = len(windows) * window // SUMMARY_STEPS * SUMMARY_STEPS // window
+    if not count or count * window % SUMMARY_STEPS:
+        return None
+    return count / sum(1 / rate for rate in windows[:count])
 
 
 def measure_matmul():
@@ -150,7 +173,8 @@ def measure_ceiling(batch_size, steps, window, warmup_steps, mixed_precision='no
     """The compute-only ceiling: build_ceiling_step's step, timed.
 
     Returns:
-      dict: examples_per_sec (median of windows) and windows.
+      dict: examples_per_sec (median of windows), windows, and
+      whole_hundreds (whole_hundreds_rate).
     """
     sys.path.insert(0, common.REPO_ROOT)
     import cifar10
@@ -164,7 +188,8 @@ def measure_ceiling(batch_size, steps, window, warmup_steps, mixed_precision='no
                 sess.run([train_op, loss])
                 timestamps.append(time.perf_counter())
     median, windows = common.windows_rate(timestamps, batch_size, window, warmup_steps)
-    return {'examples_per_sec': median, 'windows': windows}
+    return {'examples_per_sec': median, 'windows': windows,
+            'whole_hundreds': whole_hundreds_rate(windows, window)}
 
 
 def measure_input_cpu(data_dir, batch_size, input_pipeline, batches=600, warmup_batches=300):
@@ -204,7 +229,8 @@ def measure_trainer(data_dir, batch_size, steps, window, warmup_steps, input_pip
     one every --window steps (summaries every 100 steps included).
 
     Returns:
-      dict: examples_per_sec (median of the windows after warm-up), windows.
+      dict: examples_per_sec (median of the windows after warm-up), windows,
+      and whole_hundreds (whole_hundreds_rate: summary steps included).
     """
     with tempfile.TemporaryDirectory() as train_dir:
         result = common.run([sys.executable, 'cifar10_train.py', '--data_dir=%s' % data_dir,
@@ -218,7 +244,8 @@ def measure_trainer(data_dir, batch_size, steps, window, warmup_steps, input_pip
     logged = [float(rate) for rate in re.findall(r'\(([\d.]+) examples/sec', result.stdout)]
     # The first line covers only step 0 (queue fill included): leave it out.
     windows = logged[1 + warmup_steps // window:]
-    return {'examples_per_sec': statistics.median(windows), 'windows': windows}
+    return {'examples_per_sec': statistics.median(windows), 'windows': windows,
+            'whole_hundreds': whole_hundreds_rate(windows, window)}
 
 
 def measure_peer(row, args):
@@ -326,7 +353,8 @@ def summarize(results):
 
     Args:
       results: the dict with 'rounds', 'batch_size', 'cores' and the input
-        pipelines' results; 'summary', 'matmul_gflops' and 'splits' are added.
+        pipelines' results; 'summary', 'matmul_gflops', 'whole_hundreds',
+        'splits' and 'mixed_precision' are added.
     """
     rounds = results['rounds']
     flop = common.FLOP_PER_TRAINING_IMAGE
@@ -359,6 +387,22 @@ def summarize(results):
                 '%.1f' % matmul_gflops if matmul_gflops else 'not measured'))
     common.print_table(title, ['feed', 'examples/sec', 'x ceiling', 'queue / this',
                                'GFLOP/s', 'of matmul rate'], table)
+    results['whole_hundreds'] = {}
+    for row in ('queue', 'dataset', 'queue_bf16', 'queue_fp16'):
+        own_ceiling = row.replace('queue', 'ceiling').replace('dataset', 'ceiling')
+        vs_ceiling = median_over_rounds(
+            rounds, lambda m, r=row, c=own_ceiling: ratio(rate(m, r, 'whole_hundreds'),
+                                                          rate(m, c, 'whole_hundreds')))
+        if vs_ceiling is None:
+            continue
+        results['whole_hundreds'][row] = {
+            'examples_per_sec': median_over_rounds(
+                rounds, lambda m, r=row: rate(m, r, 'whole_hundreds')),
+            'vs_ceiling': vs_ceiling}
+        print('Over whole hundreds of steps, summary steps included: %s %.0f examples/sec, '
+              '%.3f x %s over the same steps (medians over rounds).'
+              % (row, results['whole_hundreds'][row]['examples_per_sec'], vs_ceiling,
+                 own_ceiling))
     for row in ('queue', 'dataset'):
         if ceiling and results.get(row + '_input'):
             cpu_us = results[row + '_input']['cpu_us_per_image']
@@ -415,7 +459,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--data_dir', default='/tmp/cifar10_bench')
     parser.add_argument('--batch_size', type=int, default=common.BATCH_SIZE)
-    parser.add_argument('--steps', type=int, default=320, help='steps per TF row')
+    parser.add_argument('--steps', type=int, default=340, help='steps per TF row')
     parser.add_argument('--window', type=int, default=common.WINDOW_STEPS)
     parser.add_argument('--warmup_steps', type=int, default=common.WARMUP_STEPS)
     parser.add_argument('--torch_steps', type=int, default=200,

@@ -257,10 +257,18 @@ def random_values_across_the_buckets():
         [0.0, -0.0, 1e-45, -1e-45, 3.4e38, -3.4e38]]).astype(np.float32)
 
 
+def enough_to_compile(values):
+    """values repeated up to cifar10.HISTOGRAM_COMPILED_MIN_VALUES, which
+    _histogram_summary computes with XLA."""
+    return np.resize(values, max(len(values), cifar10.HISTOGRAM_COMPILED_MIN_VALUES))
+
+
 @pytest.mark.parametrize('values', [random_values_across_the_buckets(),
                                     np.maximum(random_values_across_the_buckets(), 0),
-                                    np.array([2.5], np.float32), np.zeros([0], np.float32)],
-                         ids=['across the buckets', 'relu', 'one value', 'empty'])
+                                    np.array([2.5], np.float32), np.zeros([0], np.float32),
+                                    enough_to_compile(random_values_across_the_buckets())],
+                         ids=['across the buckets', 'relu', 'one value', 'empty',
+                              'compiled, across the buckets'])
 def test_histogram_summary_writes_what_tensorflows_histogram_summary_writes(values):
     with tf.Graph().as_default():
         tensor = tf.constant(values)
@@ -306,9 +314,12 @@ def test_histogram_summaries_of_a_16_bit_layer_equal_tensorflows_under_mixed_pre
         assert getattr(ours.histo, field) == getattr(reference.histo, field), field
 
 
-def test_histogram_summary_of_a_nan_fails_the_step_naming_its_tag():
+@pytest.mark.parametrize('values', [np.array([1.0, np.nan], np.float32),
+                                    enough_to_compile(np.array([1.0, np.nan], np.float32))],
+                         ids=['small', 'compiled'])
+def test_histogram_summary_of_a_nan_fails_the_step_naming_its_tag(values):
     with tf.Graph().as_default():
-        cifar10._histogram_summary('conv2/activations', tf.constant([1.0, np.nan]))
+        cifar10._histogram_summary('conv2/activations', tf.constant(values))
         with tf.Session() as sess, pytest.raises(tf.errors.InvalidArgumentError,
                                                  match='conv2/activations'):
             sess.run(tf.summary.merge_all())
