@@ -3,7 +3,7 @@ learnable synthetic data, running the scripts as a user does, and reading
 what they leave behind (event files, checkpoints).
 
 Importing this module does not import TensorFlow (so the download tests run
-without it); checkpoint_steps and read_events load it when called.
+without it); checkpoint_steps and random_batch_and_model load it when called.
 """
 
 import os
@@ -213,6 +213,26 @@ def checkpoint_steps(train_dir):
     if not state:
         return []
     return [cifar10_eval.checkpoint_step(p) for p in state.all_model_checkpoint_paths]
+
+
+def random_batch_and_model(seed, batch_size):
+    """A random batch and random initial values of the model's trainable
+    variables, by their op names, for comparing one step of two trainers.
+
+    Returns:
+      (images [batch_size, 24, 24, 3] float32, labels [batch_size] int32,
+      dict of variable name -> initial value).
+    """
+    import cifar10  # TensorFlow: only here, see the module's docstring.
+
+    rng = np.random.default_rng(seed)
+    images = rng.normal(size=[batch_size, 24, 24, 3]).astype(np.float32)
+    labels = rng.integers(0, 10, size=batch_size).astype(np.int32)
+    with cifar10.tf.Graph().as_default():
+        cifar10.inference(cifar10.tf.placeholder(cifar10.tf.float32, [None, 24, 24, 3]))
+        initial_values = {v.op.name: rng.normal(0, 0.05, size=v.shape.as_list())
+                          .astype(np.float32) for v in cifar10.tf.trainable_variables()}
+    return images, labels, initial_values
 
 
 def read_events(log_dir):

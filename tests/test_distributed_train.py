@@ -13,6 +13,7 @@ from helpers import (
     free_ports,
     local_cluster_spec,
     logged_steps,
+    random_batch_and_model,
     read_events,
     run_script,
     script_env,
@@ -110,19 +111,8 @@ def cluster_values(sess):
         return averaged_model(sess), sess.run(tf.train.get_global_step())
 
 
-def random_batch_and_model(seed):
-    rng = np.random.default_rng(seed)
-    images = rng.normal(size=[BATCH, 24, 24, 3]).astype(np.float32)
-    labels = rng.integers(0, 10, size=BATCH).astype(np.int32)
-    with tf.Graph().as_default():
-        cifar10.inference(tf.placeholder(tf.float32, [None, 24, 24, 3]))
-        initial_values = {v.op.name: rng.normal(0, 0.05, size=v.shape.as_list())
-                          .astype(np.float32) for v in tf.trainable_variables()}
-    return images, labels, initial_values
-
-
 def test_two_sync_workers_on_half_batches_update_like_one_trainer_on_the_whole_batch():
-    images, labels, initial_values = random_batch_and_model(0)
+    images, labels, initial_values = random_batch_and_model(0, BATCH)
     with flagsaver.flagsaver(sync_replicas=True):
         sessions, train_ops = two_worker_sessions(images, labels, initial_values)
     threads = [threading.Thread(target=sess.run, args=(train_op,))
@@ -147,7 +137,7 @@ def test_two_sync_workers_on_half_batches_update_like_one_trainer_on_the_whole_b
 
 
 def test_an_async_worker_applies_its_gradient_without_waiting_for_the_others():
-    images, labels, initial_values = random_batch_and_model(1)
+    images, labels, initial_values = random_batch_and_model(1, BATCH)
     with flagsaver.flagsaver(sync_replicas=False):
         sessions, train_ops = two_worker_sessions(images, labels, initial_values)
     sessions[1].run(train_ops[1])  # Worker 1 alone.
@@ -308,6 +298,17 @@ def test_a_worker_killed_and_started_again_rejoins_and_training_goes_on(
     assert checkpoint_steps(tmp_path)[-1] == 30
 
 
+def assert_chief_resumes_at_step_10_and_all_finish(tasks, train_dir):
+    """The chief says it resumes from model.ckpt-10, every task exits 0, and
+    the last checkpoint is the last step's."""
+    tasks['worker0'].wait_for(r'^Resuming from %s at step 10\.$'
+                              % re.escape(str(train_dir / 'model.ckpt-10')))
+    for task in tasks.values():
+        returncode, output = task.finish()
+        assert returncode == 0, output
+    assert checkpoint_steps(train_dir)[-1] == 30
+
+
 def test_the_chief_killed_and_started_again_resumes_from_its_last_checkpoint(
         start_script, synthetic_data_dir, tmp_path):
     cluster, tasks = start_cluster(start_script, synthetic_data_dir, tmp_path)
@@ -315,12 +316,7 @@ def test_the_chief_killed_and_started_again_resumes_from_its_last_checkpoint(
     kill(tasks['worker0'])
     tasks['worker0'] = start_task(start_script, cluster, synthetic_data_dir, tmp_path, 'worker', 0)
 
-    tasks['worker0'].wait_for(r'^Resuming from %s at step 10\.$'
-                              % re.escape(str(tmp_path / 'model.ckpt-10')))
-    for task in tasks.values():
-        returncode, output = task.finish()
-        assert returncode == 0, output
-    assert checkpoint_steps(tmp_path)[-1] == 30
+    assert_chief_resumes_at_step_10_and_all_finish(tasks, tmp_path)
 
 
 def test_workers_recover_from_the_chiefs_last_checkpoint_when_the_ps_comes_back(
@@ -333,12 +329,7 @@ def test_workers_recover_from_the_chiefs_last_checkpoint_when_the_ps_comes_back(
     tasks['ps0'] = start_task(start_script, cluster, synthetic_data_dir, tmp_path, 'ps', 0,
                               use_tf_config=True)
 
-    tasks['worker0'].wait_for(r'^Resuming from %s at step 10\.$'
-                              % re.escape(str(tmp_path / 'model.ckpt-10')))
-    for task in tasks.values():
-        returncode, output = task.finish()
-        assert returncode == 0, output
-    assert checkpoint_steps(tmp_path)[-1] == 30
+    assert_chief_resumes_at_step_10_and_all_finish(tasks, tmp_path)
 
 
 @pytest.mark.parametrize('lost', ['worker1', 'ps0'])

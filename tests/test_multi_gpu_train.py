@@ -9,7 +9,14 @@ from datetime import datetime
 import numpy as np
 import pytest
 from absl.testing import flagsaver
-from helpers import MULTI_TOWER_FLAGS, checkpoint_steps, logged_steps, read_events, run_script
+from helpers import (
+    MULTI_TOWER_FLAGS,
+    checkpoint_steps,
+    logged_steps,
+    random_batch_and_model,
+    read_events,
+    run_script,
+)
 
 import cifar10
 import cifar10_multi_gpu_train
@@ -43,13 +50,7 @@ def one_step(devices, images, labels, initial_values):
 
 
 def test_two_towers_on_half_batches_update_like_one_tower_on_the_whole_batch():
-    rng = np.random.default_rng(0)
-    images = rng.normal(size=[BATCH, 24, 24, 3]).astype(np.float32)
-    labels = rng.integers(0, 10, size=BATCH).astype(np.int32)
-    with tf.Graph().as_default():
-        cifar10.inference(tf.placeholder(tf.float32, [None, 24, 24, 3]))
-        initial_values = {v.op.name: rng.normal(0, 0.05, size=v.shape.as_list())
-                          .astype(np.float32) for v in tf.trainable_variables()}
+    images, labels, initial_values = random_batch_and_model(0, BATCH)
 
     one_tower = one_step(['/cpu:0'], images, labels, initial_values)
     two_towers = one_step(['/cpu:0', '/cpu:1'], images, labels, initial_values)
