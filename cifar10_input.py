@@ -6,9 +6,11 @@ the 1024 red, 1024 green and 1024 blue bytes of a 32x32 image, row-major.
 
 This module reads those records with a queue-runner pipeline, as the original
 TensorFlow tutorial did: a filename queue feeds a fixed-length record reader,
-16 threads preprocess images into a batching queue, and a Coordinator started
-by the caller runs them. It is a library; run `cifar10_train.py` or
-`cifar10_eval.py` to use it.
+16 threads read images into a batching queue, and a Coordinator started by the
+caller runs them. For evaluation the images are cropped before the queue; for
+training the queue shuffles them as read, and a further thread distorts whole
+batches of them into a small prefetch queue. It is a library; run
+`cifar10_train.py` or `cifar10_eval.py` to use it.
 
 Every data file is checked before any queue is built, so missing, empty or
 truncated data gives one clear error instead of a hang at "Filling queue".
@@ -138,6 +140,8 @@ CLASS_NAMES = ['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog',
 # The queue keeps at least this fraction of an epoch, for good shuffling.
 MIN_FRACTION_OF_EXAMPLES_IN_QUEUE = 0.4
 NUM_PREPROCESS_THREADS = 16
+# Distorted training batches made ahead of the step that takes them.
+NUM_PREFETCH_BATCHES = 2
 # Each preprocessing thread reads and distorts this many records at a time.
 RECORDS_PER_READ = 128
 # The tf.data pipeline: parallel map calls, and batches prefetched.
@@ -466,8 +470,9 @@ def _generate_image_and_label_batch(images, labels, min_queue_examples,
     """Constructs a queued batch of images and labels.
 
     Args:
-      images: 4-D Tensor of [n, height, width, 3] of type float32: a chunk of
-        examples, enqueued one by one.
+      images: 4-D Tensor of [n, height, width, 3] (its height and width
+        known when the graph is built): a chunk of examples, enqueued one by
+        one.
       labels: 1-D Tensor of [n] of type int32.
       min_queue_examples: int32, minimum number of samples to retain
         in the queue that provides the batches of examples.
@@ -477,27 +482,40 @@ def _generate_image_and_label_batch(images, labels, min_queue_examples,
         evaluation can read each record exactly once.
 
     Returns:
-      images: Images. 4D tensor of [batch_size, height, width, 3] size.
+      images: Images. 4D tensor of [batch_size, height, width, 3] size, of
+        the images' type.
       labels: Labels. 1D tensor of [batch_size] size.
     """
-    images.set_shape([None, IMAGE_SIZE, IMAGE_SIZE, 3])
+    images.set_shape([None] + images.shape.as_list()[1:])
     labels.set_shape([None])
     capacity = min_queue_examples + 3 * batch_size
     if shuffle:
-        image_batch, label_batch = tf.train.shuffle_batch(
+        return tf.train.shuffle_batch(
             [images, labels], batch_size=batch_size,
             num_threads=NUM_PREPROCESS_THREADS, capacity=capacity,
             min_after_dequeue=min_queue_examples, enqueue_many=True)
-    else:
-        image_batch, label_batch = tf.train.batch(
-            [images, labels], batch_size=batch_size,
-            num_threads=NUM_PREPROCESS_THREADS, capacity=capacity,
-            enqueue_many=True, allow_smaller_final_batch=True)
+    return tf.train.batch(
+        [images, labels], batch_size=batch_size,
+        num_threads=NUM_PREPROCESS_THREADS, capacity=capacity,
+        enqueue_many=True, allow_smaller_final_batch=True)
 
-    # Display the training images in the visualizer.
-    tf.summary.image('images', image_batch)
 
-    return image_batch, label_batch
+def _prefetched(images, labels):
+    """Makes whole batches ahead, in a queue runner's thread.
+
+    Args:
+      images: a batch of images, of a static shape.
+      labels: its labels.
+
+    Returns:
+      images, labels: the same batches, taken from a FIFOQueue of
+      NUM_PREFETCH_BATCHES batches.
+    """
+    prefetch_queue = tf.FIFOQueue(NUM_PREFETCH_BATCHES, [images.dtype, labels.dtype],
+                                  shapes=[images.shape, labels.shape], name='prefetch_queue')
+    tf.train.add_queue_runner(tf.train.QueueRunner(
+        prefetch_queue, [prefetch_queue.enqueue([images, labels])]))
+    return prefetch_queue.dequeue()
 
 
 def _training_files(data_dir):
@@ -540,19 +558,26 @@ def distorted_inputs(data_dir, batch_size):
     """
     filenames, min_queue_examples = _training_files(data_dir)
 
-    with tf.name_scope('data_augmentation'):
-        # Create a queue that produces the filenames to read.
-        filename_queue = tf.train.string_input_producer(filenames)
+    # Create a queue that produces the filenames to read.
+    filename_queue = tf.train.string_input_producer(filenames)
 
-        # Read examples from files in the filename queue, a chunk at a time,
-        # and apply the random distortions to each image.
+    with tf.name_scope('data_augmentation') as augmentation_scope:
+        # Read examples from files in the filename queue, a chunk at a time.
         labels, uint8images = read_cifar10_records(filename_queue, RECORDS_PER_READ)
-        float_images = distort_images(uint8images)
 
-    # Generate a batch of images and labels by building up a queue of examples.
-    return _generate_image_and_label_batch(float_images, labels,
-                                           min_queue_examples, batch_size,
-                                           shuffle=True)
+    # Shuffle the examples by building up a queue of them: the images as
+    # read, which take less than half the bytes of distorted ones.
+    uint8_batch, label_batch = _generate_image_and_label_batch(
+        uint8images, labels, min_queue_examples, batch_size, shuffle=True)
+
+    # Apply the random distortions to each image of a batch, a batch ahead
+    # of the training step that takes it.
+    with tf.name_scope(augmentation_scope):
+        images, labels = _prefetched(distort_images(uint8_batch), label_batch)
+
+    # Display the training images in the visualizer.
+    tf.summary.image('images', images)
+    return images, labels
 
 
 def distorted_inputs_dataset(data_dir, batch_size):
@@ -637,6 +662,10 @@ def inputs(eval_data, data_dir, batch_size):
         min_queue_examples = _min_queue_examples(num_examples_per_epoch, num_records)
 
     # Generate a batch of images and labels by building up a queue of examples.
-    return _generate_image_and_label_batch(float_images, labels,
-                                           min_queue_examples, batch_size,
-                                           shuffle=False)
+    images, labels = _generate_image_and_label_batch(float_images, labels,
+                                                     min_queue_examples, batch_size,
+                                                     shuffle=False)
+
+    # Display the evaluation images in the visualizer.
+    tf.summary.image('images', images)
+    return images, labels
