@@ -77,6 +77,32 @@ def test_distorted_inputs_give_standardized_24x24_batches(synthetic_data_dir):
     assert set(label_batch.tolist()) <= set(range(10))
 
 
+def test_each_distorted_training_image_keeps_its_own_label(tmp_path):
+    # One colour a class, made of three different channel values: the
+    # distortions keep each image's channel values in their order and
+    # proportions (they standardize the colour's three values), so the
+    # colour says the class after them.
+    colours = np.array([[0, 100, 250], [0, 250, 100], [100, 0, 250], [250, 0, 100],
+                        [100, 250, 0], [250, 100, 0], [0, 30, 250], [0, 220, 250],
+                        [30, 0, 250], [220, 0, 250]], np.float64)
+    patterns = (colours - colours.mean(1, keepdims=True)) / colours.std(1, keepdims=True)
+    rng = np.random.default_rng(3)
+    batches_dir = tmp_path / cifar10_input.DATA_SUBDIR
+    batches_dir.mkdir()
+    for name in cifar10_input.TRAIN_FILES:
+        labels = rng.integers(0, 10, size=300)
+        images = np.broadcast_to(colours[labels][:, None, None, :], (300, 32, 32, 3))
+        write_records(batches_dir / name, labels, images.astype(np.uint8))
+
+    shape, _, images, labels = first_batches(cifar10_input.distorted_inputs, batches_dir, 10)
+
+    nearest = np.argmin([[np.abs(image.mean((0, 1)) - pattern).max() for pattern in patterns]
+                         for image in images], axis=1)
+    assert shape == [50, 24, 24, 3]
+    assert len(set(labels.tolist())) == 10
+    np.testing.assert_array_equal(nearest, labels)
+
+
 def test_inputs_read_each_record_exactly_once_with_a_short_last_batch(tmp_path):
     rng = np.random.default_rng(2)
     labels = rng.integers(0, 10, size=37)
