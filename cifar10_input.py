@@ -142,7 +142,8 @@ MIN_FRACTION_OF_EXAMPLES_IN_QUEUE = 0.4
 NUM_PREPROCESS_THREADS = 16
 # Distorted training batches made ahead of the step that takes them.
 NUM_PREFETCH_BATCHES = 2
-# Each preprocessing thread reads and distorts this many records at a time.
+# Each preprocessing thread reads this many records at a time (and, for
+# evaluation, crops them).
 RECORDS_PER_READ = 128
 # The tf.data pipeline: parallel map calls, and batches prefetched.
 NUM_DATASET_MAP_CALLS = 2
