@@ -487,8 +487,6 @@ def _generate_image_and_label_batch(images, labels, min_queue_examples,
         the images' type.
       labels: Labels. 1D tensor of [batch_size] size.
     """
-    images.set_shape([None] + images.shape.as_list()[1:])
-    labels.set_shape([None])
     capacity = min_queue_examples + 3 * batch_size
     if shuffle:
         return tf.train.shuffle_batch(
