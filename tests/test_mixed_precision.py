@@ -4,11 +4,19 @@ the histogram summaries, which cost less and say the same."""
 
 import re
 import shutil
+import statistics
 
 import numpy as np
 import pytest
 from absl.testing import flagsaver
-from helpers import checkpoint_steps, eval_flags, logged_steps, run_script, train_flags
+from helpers import (
+    LEARNED_PRECISION,
+    checkpoint_steps,
+    eval_flags,
+    logged_steps,
+    run_script,
+    train_flags,
+)
 
 import cifar10
 import cifar10_multi_gpu_train
@@ -138,12 +146,11 @@ def test_mixed_precision_training_learns_and_the_evaluator_scores_it_far_above_c
     _, train_dir, trained = mixed_precision_run
     assert trained.stderr == ''
     losses = [loss for _, loss in logged_steps(trained.stdout)]
-    assert min(losses[-3:]) < losses[0] - 1.0
+    assert statistics.median(losses[-5:]) < losses[0] - 1.0  # Robust to a late spike.
     result = run_script('cifar10_eval.py', *eval_flags(
         synthetic_data_dir, train_dir, tmp_path / 'eval', run_once=True))
     assert result.returncode == 0, result.stderr
-    # Chance is 0.1; fp16's shorter run reached 0.73 to 1.0 when measured.
-    assert float(re.search(r'precision @ 1 = ([\d.]+)', result.stdout).group(1)) > 0.5
+    assert float(re.search(r'precision @ 1 = ([\d.]+)', result.stdout).group(1)) > LEARNED_PRECISION
 
 
 def test_mixed_precision_checkpoint_holds_a_float32_runs_variables(
