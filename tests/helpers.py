@@ -3,7 +3,7 @@ learnable synthetic data, running the scripts as a user does, and reading
 what they leave behind (event files, checkpoints).
 
 Importing this module does not import TensorFlow (so the download tests run
-without it); checkpoint_steps and random_batch_and_model load it when called.
+without it); the helpers that need it import it when called.
 """
 
 import os
@@ -260,6 +260,11 @@ def read_events(log_dir):
     accumulator = event_accumulator.EventAccumulator(str(log_dir))
     accumulator.Reload()
     return accumulator
+
+
+def printed_precision(output):
+    """The precision @ 1 from the evaluator's (first) result line."""
+    return float(re.search(r'precision @ 1 = ([\d.]+)', output).group(1))
 
 
 def logged_steps(output):

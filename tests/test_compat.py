@@ -1,6 +1,5 @@
 """The scripts after the canonical TF1 start, tf.disable_v2_behavior()."""
 
-import re
 import subprocess
 import sys
 
@@ -9,6 +8,7 @@ from helpers import (
     SCRIPT_TIMEOUT_SECS,
     checkpoint_steps,
     logged_steps,
+    printed_precision,
     run_script,
     script_env,
 )
@@ -28,10 +28,6 @@ def run_script_after_tf1_start(script, *args):
     return subprocess.run([sys.executable, '-c', TF1_START, str(REPO / script), *map(str, args)],
                           capture_output=True, text=True, timeout=SCRIPT_TIMEOUT_SECS,
                           env=script_env(), check=False)
-
-
-def precision(output):
-    return float(re.search(r'precision @ 1 = ([\d.]+)', output).group(1))
 
 
 def test_trainer_trains_and_checkpoints_after_disable_v2_behavior(synthetic_data_dir, tmp_path):
@@ -61,4 +57,4 @@ def test_evaluator_scores_the_same_with_and_without_disable_v2_behavior(
     tf2 = run_script('cifar10_eval.py', *flags, '--eval_dir=%s/tf2' % tmp_path)
     assert tf1.returncode == 0, tf1.stderr
     assert tf2.returncode == 0, tf2.stderr
-    assert precision(tf1.stdout) == precision(tf2.stdout)
+    assert printed_precision(tf1.stdout) == printed_precision(tf2.stdout)

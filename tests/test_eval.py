@@ -1,7 +1,6 @@
 """The evaluator: checkpoints, moving averages, counting and polling."""
 
 import io
-import re
 import shutil
 
 import numpy as np
@@ -16,6 +15,7 @@ from helpers import (
     eval_flags,
     markdown_table_rows,
     printed_class_table,
+    printed_precision,
     publish_checkpoint,
     read_events,
     run_script,
@@ -51,7 +51,7 @@ def test_train_eval_scores_the_training_files_not_the_test_file(
     assert result.returncode == 0, result.stderr
     assert ('The train_eval data holds 1000 records, fewer than --num_examples=10000: each '
             'record is scored once.') in result.stdout
-    assert float(re.search(r'precision @ 1 = ([\d.]+)', result.stdout).group(1)) > LEARNED_PRECISION
+    assert printed_precision(result.stdout) > LEARNED_PRECISION
 
 
 def test_eval_restores_the_moving_averages_into_the_model(trained_run, synthetic_data_dir):

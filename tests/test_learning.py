@@ -1,9 +1,8 @@
 """Training really learns: on learnable synthetic data and on real images."""
 
-import re
 import statistics
 
-from helpers import LEARNED_PRECISION, logged_steps, read_events, run_script
+from helpers import LEARNED_PRECISION, logged_steps, printed_precision, read_events, run_script
 
 
 def evaluate_once(data_dir, checkpoint_dir, eval_dir):
@@ -11,7 +10,7 @@ def evaluate_once(data_dir, checkpoint_dir, eval_dir):
                         '--checkpoint_dir=%s' % checkpoint_dir,
                         '--eval_dir=%s' % eval_dir, '--run_once', '--batch_size=128')
     assert result.returncode == 0, result.stderr
-    return float(re.search(r'precision @ 1 = ([\d.]+)', result.stdout).group(1)), result
+    return printed_precision(result.stdout), result
 
 
 def test_training_on_learnable_data_drives_the_loss_down(trained_run):

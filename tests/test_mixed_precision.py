@@ -2,7 +2,6 @@
 rewrites, with float32 variables and checkpoints; fp16's loss scaling; and
 the histogram summaries, which cost less and say the same."""
 
-import re
 import shutil
 import statistics
 
@@ -14,6 +13,7 @@ from helpers import (
     checkpoint_steps,
     eval_flags,
     logged_steps,
+    printed_precision,
     run_script,
     train_flags,
 )
@@ -150,7 +150,7 @@ def test_mixed_precision_training_learns_and_the_evaluator_scores_it_far_above_c
     result = run_script('cifar10_eval.py', *eval_flags(
         synthetic_data_dir, train_dir, tmp_path / 'eval', run_once=True))
     assert result.returncode == 0, result.stderr
-    assert float(re.search(r'precision @ 1 = ([\d.]+)', result.stdout).group(1)) > LEARNED_PRECISION
+    assert printed_precision(result.stdout) > LEARNED_PRECISION
 
 
 def test_mixed_precision_checkpoint_holds_a_float32_runs_variables(

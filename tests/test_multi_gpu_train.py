@@ -14,6 +14,7 @@ from helpers import (
     MULTI_TOWER_FLAGS,
     checkpoint_steps,
     logged_steps,
+    printed_precision,
     random_batch_and_model,
     read_events,
     run_script,
@@ -153,7 +154,7 @@ def test_eval_scores_a_multi_tower_checkpoint_far_above_chance(
                         '--checkpoint_dir=%s' % multi_tower_run[0],
                         '--eval_dir=%s' % tmp_path, '--run_once')
     assert result.returncode == 0, result.stderr
-    assert float(re.search(r'precision @ 1 = ([\d.]+)', result.stdout).group(1)) > LEARNED_PRECISION
+    assert printed_precision(result.stdout) > LEARNED_PRECISION
 
 
 def test_summaries_carry_the_single_device_tags_from_one_tower(multi_tower_run, trained_run):
