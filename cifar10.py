@@ -26,12 +26,12 @@ averaged_weights_saver(), so that their predictions agree.
 
 Every trainer takes --mixed_precision through this module:
 session_config() turns on TensorFlow's 16-bit graph rewrite for the
-session, and compute_gradients() and apply_gradients() (which train() uses)
-add fp16's dynamic loss scaling; the graph itself, its variables and its
-checkpoints stay float32.
+session, and optimizer() (which train() uses) adds fp16's dynamic loss
+scaling; the graph itself, its variables and its checkpoints stay float32.
 """
 
 import contextlib
+import difflib
 import errno
 import os
 import re
@@ -41,6 +41,8 @@ import sys
 import time
 
 import numpy as np
+from absl import app as absl_app
+from absl import flags as absl_flags
 from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
 
 import cifar10_download
@@ -95,20 +97,11 @@ NUM_EPOCHS_PER_DECAY = 350.0      # Epochs after which learning rate decays.
 LEARNING_RATE_DECAY_FACTOR = 0.1  # Learning rate decay factor.
 INITIAL_LEARNING_RATE = 0.1       # Initial learning rate.
 
-# --mixed_precision=fp16's dynamic loss scaling: the scale it starts at, how
-# many finite steps in a row double it, and the factor it changes by.
-LOSS_SCALE_INITIAL = 2.0 ** 15
-LOSS_SCALE_GROWTH_STEPS = 2000
-LOSS_SCALE_FACTOR = 2.0
-
 # Where the CPU's flags are listed, and those that make bfloat16 fast there.
 CPUINFO_PATH = '/proc/cpuinfo'
 BFLOAT16_CPU_FLAGS = ('amx_bf16', 'avx512_bf16')
 # GPUs from this compute capability on have fast float16 (Volta, 2017).
 FAST_FLOAT16_COMPUTE_CAPABILITY = (7, 0)
-# The environment variable that makes TensorFlow's float16 rewrite of the
-# CPU's ops emulate float16 (the default) rather than use float16 kernels.
-EMULATE_FLOAT16_VARIABLE = 'TF_AUTO_MIXED_PRECISION_GRAPH_REWRITE_EMULATE_FP16'
 
 # Local response normalization, as the original's
 # tf.nn.lrn(x, depth_radius=4, bias=1.0, alpha=0.001 / 9.0, beta=0.75).
@@ -177,9 +170,9 @@ def session_config(log_device_placement=False, num_cpu_devices=1):
     casts where they meet float32; variables, their updates, the loss and
     the softmax stay float32. bf16: the rewrite of the CPU's ops to oneDNN's
     bfloat16 kernels. fp16: the rewrite of a GPU's ops to float16 (GPUs of
-    compute capability 7.0 and up), and of the CPU's ops to the CPU's
-    float16 kernels, which are slow. Where the flag cannot make training
-    faster, one line says so, once.
+    compute capability 7.0 and up; float16_refusal() refuses fp16 where
+    there is no GPU). Where the flag cannot make training faster, one line
+    says so, once.
 
     Args:
       log_device_placement: bool, log where each op runs.
@@ -200,14 +193,35 @@ def session_config(log_device_placement=False, num_cpu_devices=1):
         rewrite_options.auto_mixed_precision_onednn_bfloat16 = rewrite_options.ON
     elif FLAGS.mixed_precision == 'fp16':
         rewrite_options.auto_mixed_precision = rewrite_options.ON
-        rewrite_options.auto_mixed_precision_cpu = rewrite_options.ON
-        # The CPU's float16 kernels, not TensorFlow's emulation of them, which
-        # crashes on the tf.custom_gradient of the LRN in a graph without
-        # gradients (the evaluator's).
-        os.environ.setdefault(EMULATE_FLOAT16_VARIABLE, '0')
     if FLAGS.mixed_precision != 'none':
         _say_once(not_faster_reason(FLAGS.mixed_precision))
     return config
+
+
+def float16_refusal():
+    """Why this machine cannot take --mixed_precision=fp16 or --use_fp16.
+
+    Both compute in float16, which a GPU does fast; TensorFlow's float16
+    kernels for the CPU are slow, by how much depends on the CPU (from
+    several times to hundreds of times slower than float32).
+
+    Returns:
+      The refusal, one line that names the flag; None where there is a GPU
+      or neither flag is given.
+    """
+    if tf.config.list_physical_devices('GPU'):
+        return None
+    if FLAGS.mixed_precision == 'fp16':
+        return ('--mixed_precision=fp16 computes in float16, which only a GPU does fast, and '
+                'this machine has none: on a CPU, TensorFlow\'s float16 kernels can be a '
+                'hundred times slower than float32; use --mixed_precision=bf16, the CPU\'s '
+                '16-bit format, or leave the flag out')
+    if FLAGS.use_fp16:
+        return ('--use_fp16 builds the model in float16, which only a GPU computes fast, and '
+                'this machine has none: on a CPU, TensorFlow\'s float16 kernels can be a '
+                'hundred times slower than float32; leave it out, or use '
+                '--mixed_precision=bf16')
+    return None
 
 
 def not_faster_reason(mixed_precision):
@@ -215,7 +229,8 @@ def not_faster_reason(mixed_precision):
 
     bfloat16 is fast on a CPU with bfloat16 instructions (BFLOAT16_CPU_FLAGS
     in CPUINFO_PATH: AMX, or AVX-512 BF16); float16 on a GPU of compute
-    capability FAST_FLOAT16_COMPUTE_CAPABILITY or more.
+    capability FAST_FLOAT16_COMPUTE_CAPABILITY or more (float16_refusal()
+    refuses it without a GPU).
 
     Args:
       mixed_precision: 'bf16' or 'fp16'.
@@ -234,9 +249,6 @@ def not_faster_reason(mixed_precision):
                     'oneDNN emulates them: this will be slower, not faster'
                     % ' or '.join(BFLOAT16_CPU_FLAGS))
         return None
-    if not gpus:
-        return ('--mixed_precision=fp16: without a GPU, the CPU\'s float16 kernels are slow: '
-                'this will be slower, not faster (bfloat16 is the CPU\'s 16-bit format)')
     for gpu in gpus:
         capability = tf.config.experimental.get_device_details(gpu).get('compute_capability')
         if capability and tuple(capability) < FAST_FLOAT16_COMPUTE_CAPABILITY:
@@ -280,42 +292,74 @@ def error_line(message):
     return '%s: error: %s' % (os.path.basename(sys.argv[0]), message)
 
 
-def run(main, *flag_modules):
-    """Parses the flags and runs main, as tf.app.run does.
+def run(main, *flag_modules, takes_arguments=False):
+    """Parses the flags and runs main, as tf.app.run does, but strictly.
 
     Makes --help list the shared flags of this module and of flag_modules
     beside the script's own, also when the script runs as a console script,
-    and print the script's docstring as written. --use_fp16 with
-    --mixed_precision is refused.
+    and print the script's docstring as written. An unknown flag (tf.app.run
+    lets one pass unseen), a bad flag value, --use_fp16 with
+    --mixed_precision, or float16 without a GPU (float16_refusal) is
+    refused in one line, before main runs.
     A UserError or a NaN loss ends the script with its message on one line
     and exit status 1; a Ctrl-C that main does not handle, with status 130.
 
     Args:
       main: the script's main(argv) function.
       *flag_modules: further modules whose flags the script uses.
+      takes_arguments: whether the script takes arguments besides flags
+        (refused in one line otherwise).
     """
     script = sys.modules[main.__module__]
     if script.__name__ == '__main__' and script.__doc__:
         # absl's --help %-formats the docstring with the program's name,
         # which garbles a '%' followed by text ("~86% accuracy").
         script.__doc__ = script.__doc__.replace('%', '%%')
+    key_flags = []
     for module in (script, sys.modules[__name__]) + flag_modules:
         for flag in FLAGS.get_key_flags_for_module(module):
             FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+            key_flags.append(flag.name)
+
+    def parse_flags(argv):
+        try:
+            return FLAGS(argv)
+        except absl_flags.Error as e:
+            sys.exit(error_line(_flag_error(e, key_flags)))
 
     def main_with_one_line_errors(argv):
         try:
+            if len(argv) > 1 and not takes_arguments:
+                raise UserError('unexpected argument %r: flags start with -- (--help lists '
+                                'them)' % argv[1])
             if FLAGS.use_fp16 and FLAGS.mixed_precision != 'none':
                 raise UserError('--use_fp16 and --mixed_precision=%s do not go together: '
                                 '--use_fp16 builds the whole model, weights included, in '
                                 'float16; drop one of them' % FLAGS.mixed_precision)
+            refusal = float16_refusal()
+            if refusal:
+                raise UserError(refusal)
             return main(argv)
         except (UserError, FloatingPointError) as e:
             sys.exit(error_line(e))
         except KeyboardInterrupt:
             sys.exit(130)
 
-    tf.app.run(main_with_one_line_errors)
+    absl_app.run(main_with_one_line_errors, flags_parser=parse_flags)
+
+
+def _flag_error(error, key_flags):
+    """The one-line message for a flag absl refuses, naming the nearest known
+    flag for an unknown one."""
+    if isinstance(error, absl_flags.UnrecognizedFlagError):
+        name = error.flagname
+        nearest = (difflib.get_close_matches(name, key_flags, n=1)
+                   or difflib.get_close_matches(name, list(FLAGS), n=1))
+        advice = ': did you mean --%s?' % nearest[0] if nearest else ''
+        return 'unknown flag --%s%s (--help lists the flags)' % (name, advice)
+    message = ' '.join(str(error).split())
+    return re.sub(r"\('Non-boolean argument to boolean flag', '(.*)'\)",
+                  r"'\1' is not true or false", message)
 
 
 def restore_checkpoint(sess, saver, variables, checkpoint_path, misfit_error):
@@ -996,72 +1040,60 @@ def learning_rate(global_step, batches_per_step=1):
     return lr
 
 
-def compute_gradients(opt, total_loss):
-    """The gradients of the loss, as opt.compute_gradients(total_loss) gives them.
+def optimizer(lr):
+    """The optimizer: plain gradient descent, as the original's.
 
-    With --mixed_precision=fp16 the loss is multiplied by the loss scale
-    before differentiating and each gradient divided by it after, so that
-    gradients too small for float16 do not flush to zero on the way back;
-    apply_gradients() skips a step whose gradients overflowed and adapts the
-    scale. Every tower of a step uses the same scale.
+    With --mixed_precision=fp16 it is wrapped in TensorFlow's dynamic loss
+    scaling (_LossScaleOptimizer), whose compute_gradients() multiplies the
+    loss by the loss scale (2^15 at first) and divides the gradients by it,
+    so that gradients too small for float16 do not flush to zero on the way
+    back, and whose apply_gradients() skips a step whose gradients are not
+    all finite and halves the scale (doubled after 2,000 finite steps in a
+    row). The scale's variables are local: the checkpoints stay the same
+    with and without the flag, and a resumed run starts again at 2^15.
 
     Args:
-      opt: the optimizer.
-      total_loss: the loss, float32.
+      lr: the learning rate.
 
     Returns:
-      A list of (gradient, variable) pairs.
+      A tf.train.Optimizer.
     """
+    opt = tf.train.GradientDescentOptimizer(lr)
     if FLAGS.mixed_precision != 'fp16':
-        return opt.compute_gradients(total_loss)
-    scale, _ = _loss_scale()
-    grads = opt.compute_gradients(total_loss * scale)
-    return [(None if grad is None else grad / scale, var) for grad, var in grads]
+        return opt
+    created = []
+
+    def local_variable(next_creator, **kwargs):
+        kwargs['collections'] = [tf.GraphKeys.LOCAL_VARIABLES]
+        created.append(next_creator(**kwargs))
+        return created[-1]
+
+    with tf.variable_creator_scope(local_variable):
+        opt = _LossScaleOptimizer(opt, 'dynamic')
+    [scale] = [v for v in created if v.op.name.endswith('current_loss_scale')]
+    _scalar_summary('loss_scale', scale)
+    return opt
 
 
-def _loss_scale():
-    """The fp16 loss scale, and how many finite steps in a row it has seen.
+class _LossScaleOptimizer(tf.mixed_precision.MixedPrecisionLossScaleOptimizer):
+    """TensorFlow's loss-scale optimizer, except that a step it skips is
+    counted all the same: SyncReplicasOptimizer's tokens carry the global
+    step, and a round that did not advance it would wait for ever."""
 
-    Local variables (not in the checkpoints, which therefore are the same
-    with and without the flag), made by the first tower and shared.
-
-    Returns:
-      (scale, float32 Variable; good_steps, int32 Variable).
-    """
-    with tf.variable_scope('loss_scale', reuse=tf.AUTO_REUSE), tf.device('/cpu:0'):
-        scale = tf.get_variable('scale', dtype=tf.float32, trainable=False,
-                                initializer=tf.constant_initializer(LOSS_SCALE_INITIAL),
-                                shape=[], collections=[tf.GraphKeys.LOCAL_VARIABLES])
-        good_steps = tf.get_variable('good_steps', dtype=tf.int32, trainable=False,
-                                     initializer=tf.zeros_initializer(), shape=[],
-                                     collections=[tf.GraphKeys.LOCAL_VARIABLES])
-    return scale, good_steps
-
-
-def _update_loss_scale(finite):
-    """Halves the loss scale after a step that overflowed (down to 1), doubles
-    it after LOSS_SCALE_GROWTH_STEPS finite steps in a row; returns the op."""
-    scale, good_steps = _loss_scale()
-    grow = tf.logical_and(finite, good_steps + 1 >= LOSS_SCALE_GROWTH_STEPS)
-    new_scale = tf.where(finite, tf.where(grow, scale * LOSS_SCALE_FACTOR, scale),
-                         tf.maximum(scale / LOSS_SCALE_FACTOR, 1.0))
-    new_good_steps = tf.where(tf.logical_and(finite, tf.logical_not(grow)), good_steps + 1, 0)
-    _scalar_summary('loss_scale', new_scale)
-    return tf.group(scale.assign(new_scale), good_steps.assign(new_good_steps))
+    def apply_gradients(self, grads_and_vars, global_step=None, name=None):
+        apply_op = super().apply_gradients(grads_and_vars, name=name)
+        if global_step is None:
+            return apply_op
+        with tf.control_dependencies([apply_op]):
+            return tf.assign_add(global_step, 1).op
 
 
 def apply_gradients(opt, grads, global_step, wrap_optimizer=None):
     """Applies the gradients, then updates the weights' moving averages.
 
-    With --mixed_precision=fp16, a step whose gradients are not all finite
-    (the scaled loss overflowed float16) leaves the weights as they were and
-    lowers the loss scale (and, without wrap_optimizer, leaves their moving
-    averages as they were too); the global step still advances.
-
     Args:
-      opt: the optimizer (plain gradient descent, for which a zero gradient
-        leaves a weight unchanged).
-      grads: list of (gradient, variable) pairs, from compute_gradients().
+      opt: the optimizer, from optimizer().
+      grads: list of (gradient, variable) pairs, from opt.compute_gradients().
       global_step: Integer Variable, incremented by the step.
       wrap_optimizer: None, or a function(opt, variable_averages) returning
         the optimizer that applies the gradients instead, through opt, and
@@ -1071,24 +1103,10 @@ def apply_gradients(opt, grads, global_step, wrap_optimizer=None):
     Returns:
       train_op: op for training; running it updates the weights and then
         their moving averages (with wrap_optimizer: whatever its
-        apply_gradients returns), and with fp16 the loss scale.
+        apply_gradients returns).
     """
-    finite = None
-    if FLAGS.mixed_precision == 'fp16':
-        finite = tf.reduce_all(tf.stack([tf.reduce_all(tf.is_finite(grad))
-                                         for grad, _ in grads if grad is not None]))
-        grads = [(grad if grad is None else tf.where(finite, grad, tf.zeros_like(grad)), var)
-                 for grad, var in grads]
-
-    if finite is None or wrap_optimizer is not None:
-        variable_averages = tf.train.ExponentialMovingAverage(
-            MOVING_AVERAGE_DECAY, global_step)
-    else:
-        # The decay ExponentialMovingAverage(MOVING_AVERAGE_DECAY,
-        # global_step) uses, or 1 (no change) after a skipped step.
-        step = tf.cast(global_step, tf.float32)
-        decay = tf.minimum(MOVING_AVERAGE_DECAY, (1.0 + step) / (10.0 + step))
-        variable_averages = tf.train.ExponentialMovingAverage(tf.where(finite, decay, 1.0))
+    variable_averages = tf.train.ExponentialMovingAverage(
+        MOVING_AVERAGE_DECAY, global_step)
     if wrap_optimizer is not None:
         opt = wrap_optimizer(opt, variable_averages)
 
@@ -1105,16 +1123,11 @@ def apply_gradients(opt, grads, global_step, wrap_optimizer=None):
             _histogram_summary(var.op.name + '/gradients', grad)
 
     if wrap_optimizer is not None:
-        train_op = apply_gradient_op
-    else:
-        # Track the moving averages of all trainable variables, after the
-        # gradient step has changed them.
-        with tf.control_dependencies([apply_gradient_op]):
-            train_op = variable_averages.apply(tf.trainable_variables())
-
-    if finite is None:
-        return train_op
-    return tf.group(train_op, _update_loss_scale(finite))
+        return apply_gradient_op
+    # Track the moving averages of all trainable variables, after the
+    # gradient step has changed them.
+    with tf.control_dependencies([apply_gradient_op]):
+        return variable_averages.apply(tf.trainable_variables())
 
 
 def train(total_loss, global_step):
@@ -1139,8 +1152,8 @@ def train(total_loss, global_step):
 
     # Compute gradients.
     with tf.control_dependencies([loss_averages_op]):
-        opt = tf.train.GradientDescentOptimizer(lr)
-        grads = compute_gradients(opt, total_loss)
+        opt = optimizer(lr)
+        grads = opt.compute_gradients(total_loss)
 
     return apply_gradients(opt, grads, global_step)
 

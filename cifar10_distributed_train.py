@@ -392,15 +392,28 @@ class _SyncReplicasHook(tf.train.SessionRunHook):
     for it at the end, while it waits for gradients that no longer come: the
     thread ends quietly when its session closes or fails.
 
-    And a worker that ends its training (at --max_steps, or after Ctrl-C or
+    A worker that ends its training (at --max_steps, or after Ctrl-C or
     SIGTERM) closes the workers' token queue: a worker waiting for a step
     that will now never be averaged then ends its training there (the chief
     saving its checkpoint) instead of waiting for the lost worker. The
-    tokens already in the queue are still handed out."""
+    tokens already in the queue are still handed out.
 
-    def __init__(self, sync_optimizer, is_chief):
+    And a chief that starts again while the parameter servers still hold
+    the model (it was killed and restarted, or lost them for a moment)
+    gives each other worker a token. A chief killed in the middle of a
+    step leaves the per-variable gradient accumulators out of step: the
+    dead chief's round took the other workers' gradients from some of them
+    and never applied them, so the new round can never be complete, and
+    the workers wait for a token that only a complete round would give.
+    With a token, a waiting worker computes its gradient again, every
+    accumulator gets enough, and the accumulators' step count drops the
+    gradients that arrive late for a round already taken."""
+
+    def __init__(self, sync_optimizer, is_chief, num_workers):
         self._sync_optimizer = sync_optimizer
         self._is_chief = is_chief
+        self._num_workers = num_workers
+        self._rejoins = False
 
     def begin(self):
         # The session manager has made sure of what this checks.
@@ -410,6 +423,13 @@ class _SyncReplicasHook(tf.train.SessionRunHook):
             self._local_init_op = self._sync_optimizer.chief_init_op
             self._init_tokens_op = self._sync_optimizer.get_init_tokens_op(num_tokens=0)
             runner = self._sync_optimizer.get_chief_queue_runner()
+            global_step = tf.train.get_global_step()
+            with tf.device(global_step.device):  # Where the token queue is.
+                missing = tf.maximum(0, self._num_workers - 1 - runner.queue.size())
+                self._hand_out_tokens = runner.queue.enqueue_many(
+                    tf.fill(tf.reshape(missing, [1]), global_step))
+            self._model_is_initialized = tf.equal(
+                tf.size(tf.report_uninitialized_variables(tf.global_variables())), 0)
             # Its queue, the workers' tokens, is never closed by it.
             self._runner = tf.train.QueueRunner(
                 runner.queue, runner.enqueue_ops, close_op=tf.no_op(), cancel_op=tf.no_op(),
@@ -419,10 +439,17 @@ class _SyncReplicasHook(tf.train.SessionRunHook):
         else:
             self._local_init_op = self._sync_optimizer.local_step_init_op
 
+    def before_restore(self, session):
+        """Notes whether the parameter servers still hold the model; the
+        chief calls it in each new session, before restoring the model."""
+        self._rejoins = bool(session.run(self._model_is_initialized))
+
     def after_create_session(self, session, coord):
         session.run(self._local_init_op)
         if self._is_chief:
             session.run(self._init_tokens_op)
+            if self._rejoins:
+                session.run(self._hand_out_tokens)
             self._runner.create_threads(session, daemon=True, start=True)
 
     def end(self, session):
@@ -524,7 +551,8 @@ def build_worker_graph(cluster, task_index, next_batch, devices):
             global_step, next_batch, devices,
             replicas_per_step=replicas if FLAGS.sync_replicas else 1,
             wrap_optimizer=synchronize if FLAGS.sync_replicas else None)
-    hooks = [_SyncReplicasHook(sync_optimizers[0], task_index == 0)] if sync_optimizers else []
+    hooks = ([_SyncReplicasHook(sync_optimizers[0], task_index == 0, num_workers)]
+             if sync_optimizers else [])
     return train_op, total_loss, summary_op, global_step, hooks
 
 
@@ -547,6 +575,7 @@ def train_worker(server, cluster, task_index, devices, hooks=()):
                 [images, labels], capacity=2 * len(devices))
         train_op, total_loss, summary_op, global_step, sync_hooks = build_worker_graph(
             cluster, task_index, batch_queue.dequeue, devices)
+        before_restore = sync_hooks[0].before_restore if sync_hooks and task_index == 0 else None
         config = cifar10.session_config(FLAGS.log_device_placement)
         config.device_filters.extend(['/job:ps', task_name('worker', task_index)])
         examples_per_step = len(devices) * FLAGS.batch_size
@@ -558,6 +587,7 @@ def train_worker(server, cluster, task_index, devices, hooks=()):
                 train_op, total_loss, global_step, num_towers=len(devices),
                 summary_op=summary_op, config=config, master=server.target,
                 is_chief=task_index == 0, hooks=sync_hooks + list(hooks),
+                before_restore=before_restore,
                 cluster_examples_per_step=examples_per_step if task_index == 0 else None)
 
 

@@ -145,9 +145,6 @@ def export(checkpoint_path, export_dir, version=None):
 
 def main(argv):
     """Exports the checkpoint the flags choose to a new version in --export_dir."""
-    if len(argv) > 1:
-        raise cifar10.UserError('unexpected arguments %s: the export is set by flags only '
-                                '(see --help)' % ' '.join(argv[1:]))
     checkpoint_path = cifar10_predict.checkpoint_to_restore()
     version_dir = export(checkpoint_path, FLAGS.export_dir, FLAGS.export_version)
     print('Exported the averaged weights of %s to %s.' % (checkpoint_path, version_dir),

@@ -147,7 +147,7 @@ def build_training(global_step, next_batch, devices, replicas_per_step=1,
     """
     # The schedule counts examples: each step consumes one batch per tower
     # of each replica.
-    opt = tf.train.GradientDescentOptimizer(cifar10.learning_rate(
+    opt = cifar10.optimizer(cifar10.learning_rate(
         global_step, batches_per_step=len(devices) * replicas_per_step))
 
     tower_grads, tower_losses, tower_totals = [], [], []
@@ -168,7 +168,7 @@ def build_training(global_step, next_batch, devices, replicas_per_step=1,
 
                     # Calculate the gradients for the batch of data on this
                     # CIFAR tower.
-                    tower_grads.append(cifar10.compute_gradients(opt, tower_totals[-1]))
+                    tower_grads.append(opt.compute_gradients(tower_totals[-1]))
 
     # The losses of the whole step, with their moving averages and summaries.
     losses = [_mean_over_towers(list(each)) for each in zip(*tower_losses, strict=True)]

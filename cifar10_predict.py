@@ -228,7 +228,7 @@ def main(argv):
 
 def run():
     """Console-script entry point: parses the flags and classifies."""
-    cifar10.run(main)
+    cifar10.run(main, takes_arguments=True)
 
 
 if __name__ == '__main__':

@@ -357,7 +357,8 @@ class _WorkerSessionCreator(tf.train.SessionCreator):
 
 
 def train_loop(train_op, loss, global_step, num_towers=1, summary_op=None, config=None,
-               master='', is_chief=True, hooks=(), cluster_examples_per_step=None):
+               master='', is_chief=True, hooks=(), cluster_examples_per_step=None,
+               before_restore=None):
     """Runs train_op until --max_steps, checkpointing along the way: the
     training loop of every trainer, a tf.train.MonitoredSession with one
     hook per concern.
@@ -389,6 +390,8 @@ def train_loop(train_op, loss, global_step, num_towers=1, summary_op=None, confi
       hooks: further tf.train.SessionRunHooks (the distributed trainer's).
       cluster_examples_per_step: the examples the whole cluster trains per
         global step; when given, the log line also says the cluster's rate.
+      before_restore: a function(session) the chief calls in each new
+        session before it restores or initializes the model.
 
     Raises:
       FloatingPointError: if the loss becomes NaN.
@@ -410,6 +413,8 @@ def train_loop(train_op, loss, global_step, num_towers=1, summary_op=None, confi
         step_done = global_step.read_value()
 
     def restore(unused_scaffold, sess):
+        if before_restore is not None:
+            before_restore(sess)
         restore_or_initialize(sess, saver, variables, global_step, FLAGS.train_dir, init_op)
 
     scaffold = tf.train.Scaffold(init_op=tf.no_op(name='restore_or_initialize'),

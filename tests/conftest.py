@@ -12,9 +12,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from helpers import (
+    BF16_RUN_FLAGS,
     DATA_SUBDIR,
     IN_ORDER_RECORDS,
-    MIXED_PRECISION_RUN_FLAGS,
     MULTI_TOWER_FLAGS,
     ONE_CLASS,
     ONE_CLASS_STEP,
@@ -83,19 +83,15 @@ def multi_tower_run(tmp_path_factory, synthetic_data_dir):
                        MULTI_TOWER_FLAGS)
 
 
-@pytest.fixture(scope='session', params=sorted(MIXED_PRECISION_RUN_FLAGS))
-def mixed_precision_run(request, tmp_path_factory, synthetic_data_dir):
-    """Trains once with each --mixed_precision but none
-    (MIXED_PRECISION_RUN_FLAGS); a test using it runs for each.
+@pytest.fixture(scope='session')
+def bf16_run(tmp_path_factory, synthetic_data_dir):
+    """Trains once with --mixed_precision=bf16 (BF16_RUN_FLAGS).
 
     Returns:
-      (the --mixed_precision value, train_dir, the CompletedProcess); do not
-      write into train_dir.
+      (train_dir, the CompletedProcess); do not write into train_dir.
     """
-    flags = MIXED_PRECISION_RUN_FLAGS[request.param]
-    train_dir, result = _train_once(tmp_path_factory, 'cifar10_train.py', synthetic_data_dir,
-                                    flags)
-    return request.param, train_dir, result
+    return _train_once(tmp_path_factory, 'cifar10_train.py', synthetic_data_dir,
+                       BF16_RUN_FLAGS)
 
 
 @pytest.fixture

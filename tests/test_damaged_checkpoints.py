@@ -10,6 +10,7 @@ from helpers import (
     publish_checkpoint,
     read_events,
     run_script,
+    save_foreign_checkpoint,
     train_flags,
 )
 
@@ -147,14 +148,15 @@ def test_polling_evaluator_reports_a_damaged_checkpoint_once_and_scores_the_next
 def test_evaluator_refuses_a_checkpoint_of_another_model_with_one_line(
         trained_run, synthetic_data_dir, tmp_path):
     checkpoint_dir = tmp_path / 'train'
-    publish_checkpoint(trained_run[0], checkpoint_dir, 150)
+    checkpoint_dir.mkdir()
+    save_foreign_checkpoint(checkpoint_dir, 'fp16')
     result = run_script('cifar10_eval.py', *eval_flags(
-        synthetic_data_dir, checkpoint_dir, tmp_path / 'eval', run_once=True, use_fp16=True))
+        synthetic_data_dir, checkpoint_dir, tmp_path / 'eval', run_once=True))
     assert result.returncode == 1
     assert result.stderr.count('\n') == 1
     assert result.stderr.startswith('cifar10_eval.py: error: cannot evaluate %s, it does not '
-                                    'fit this model (' % (checkpoint_dir / 'model.ckpt-150'))
-    assert 'is float32 there, float16 here' in result.stderr
+                                    'fit this model (' % (checkpoint_dir / 'model.ckpt-5'))
+    assert 'is float16 there, float32 here' in result.stderr
 
 
 

@@ -8,7 +8,13 @@ import signal
 import numpy as np
 import pytest
 from absl.testing import flagsaver
-from helpers import checkpoint_steps, logged_steps, run_script, train_flags
+from helpers import (
+    checkpoint_steps,
+    logged_steps,
+    run_script,
+    save_foreign_checkpoint,
+    train_flags,
+)
 
 import cifar10
 import cifar10_train
@@ -48,27 +54,6 @@ def test_restart_resumes_from_the_latest_checkpoint_and_keeps_the_old_ones(
     assert '/model.ckpt-150 at step 150.' in result.stdout
     assert [step for step, _ in logged_steps(result.stdout)] == [150, 155, 160]
     assert checkpoint_steps(copy_train_dir) == [50, 100, 150, 165]
-
-
-def save_foreign_checkpoint(train_dir, kind):
-    """Saves model.ckpt-5 in train_dir from a model the trainer cannot resume:
-    kind 'other variables' (a model of one dense layer), 'other shapes' (this
-    model on 32x32 images: local3 has 4096 inputs, not 2304) or 'fp16' (this
-    model in float16)."""
-    with flagsaver.flagsaver(use_fp16=kind == 'fp16'), tf.Graph().as_default():
-        global_step = tf.train.get_or_create_global_step()
-        if kind == 'other variables':
-            tf.get_variable('dense/kernel', [4, 2])
-        else:
-            size = 32 if kind == 'other shapes' else cifar10.IMAGE_SIZE
-            dtype = tf.float16 if kind == 'fp16' else tf.float32
-            logits = cifar10.inference(tf.zeros([1, size, size, 3], dtype))
-            cifar10.train(cifar10.loss(logits, tf.constant([0])), global_step)
-        with tf.Session() as sess:
-            sess.run(tf.global_variables_initializer())
-            global_step.load(5, sess)
-            tf.train.Saver().save(sess, str(train_dir / 'model.ckpt'), global_step=5,
-                                  write_meta_graph=False)
 
 
 @pytest.mark.parametrize('kind, variable', [('other variables', 'conv1/weights'),
