@@ -132,6 +132,13 @@ TENSORFLOW_ERROR_CONTEXT = (' ', '\t', 'Graph execution error', 'Detected at nod
                             'Hint:', 'Original stack trace', 'Restoring from checkpoint failed',
                             'Original error', '[[')
 
+# The checkpoints: model.ckpt-<step>.index, .data-*, .meta; and the state
+# file, TensorFlow's index of them.
+CHECKPOINT_BASENAME = 'model.ckpt'
+CHECKPOINT_FILE = re.compile(r'^%s-(\d+)\.(index|meta|data-\d+-of-\d+)$'
+                             % re.escape(CHECKPOINT_BASENAME))
+STATE_FILENAME = 'checkpoint'
+
 # Errors of TensorFlow's runtime, not of a checkpoint being read: a server of
 # a cluster that cannot be reached, a step cut short.
 RUNTIME_ERRORS = (tf.errors.UnavailableError, tf.errors.AbortedError,
@@ -360,6 +367,65 @@ def _flag_error(error, key_flags):
     message = ' '.join(str(error).split())
     return re.sub(r"\('Non-boolean argument to boolean flag', '(.*)'\)",
                   r"'\1' is not true or false", message)
+
+
+def list_checkpoints(checkpoint_dir):
+    """The checkpoints in checkpoint_dir, found by their files.
+
+    The state file ('checkpoint', which tf.train.latest_checkpoint reads) is
+    only an index of the checkpoints, and a crash, a copy or a user can
+    leave it damaged, stale or missing; the files are the truth.
+
+    Args:
+      checkpoint_dir: the folder.
+
+    Returns:
+      paths: the path prefixes (<checkpoint_dir>/model.ckpt-<step>) of every
+        step with a checkpoint file there, whole or not, oldest first.
+      state_damage: why the state file cannot be used, in a few words, or
+        None if it is missing or reads well.
+    """
+    steps = set()
+    for path in tf.gfile.Glob(os.path.join(checkpoint_dir, CHECKPOINT_BASENAME + '-*')):
+        match = CHECKPOINT_FILE.match(os.path.basename(path))
+        if match:
+            steps.add(int(match.group(1)))
+    paths = [os.path.join(checkpoint_dir, '%s-%d' % (CHECKPOINT_BASENAME, step))
+             for step in sorted(steps)]
+    state_file = os.path.join(checkpoint_dir, STATE_FILENAME)
+    if not tf.gfile.Exists(state_file):
+        return paths, None
+    if tf.gfile.IsDirectory(state_file):
+        return paths, 'it is a folder'
+    try:
+        state = tf.train.get_checkpoint_state(checkpoint_dir)
+    except (ValueError, tf.errors.OpError) as e:  # Parse errors give None.
+        return paths, 'it cannot be read: %s' % error_reason(e)
+    return paths, None if state else 'it cannot be read'
+
+
+def checkpoint_damage(checkpoint_path):
+    """Why a checkpoint cannot be restored, if it cannot: every tensor is
+    read back, with TensorFlow's checks of every block against its checksum.
+
+    Args:
+      checkpoint_path: the checkpoint's path prefix.
+
+    Returns:
+      None if it is whole; else why not, in one line.
+    """
+    if not tf.gfile.Exists(checkpoint_path + '.index'):
+        return 'its index file is missing'
+    try:
+        reader = tf.train.load_checkpoint(checkpoint_path)
+    except (tf.errors.OpError, ValueError) as e:
+        return 'its index cannot be read: %s' % error_reason(e)
+    try:
+        for name in reader.get_variable_to_shape_map():
+            reader.get_tensor(name)
+    except (tf.errors.OpError, ValueError) as e:
+        return 'its data cannot be read: %s' % error_reason(e)
+    return None
 
 
 def restore_checkpoint(sess, saver, variables, checkpoint_path, misfit_error):

@@ -83,11 +83,18 @@ tf.app.flags.DEFINE_integer('local_cluster', 0,
 CLUSTER_FLAGS = ('job_name', 'task_index', 'ps_hosts', 'worker_hosts')
 JOBS = ('ps', 'worker')
 # Seconds between looks at whether the tasks we need still answer (at most;
-# less with a short --task_timeout_secs), and the time each look may take.
+# less with a short --task_timeout_secs).
 PROBE_INTERVAL_SECS = 2.0
+# The least time a look may take: a task busy starting can be slow to answer.
+PROBE_TIMEOUT_SECS = 5.0
+# A worker whose training takes no step for this many times
+# --task_timeout_secs while every task answers stops: the cluster is stuck.
+STUCK_TIMEOUTS = 5
 # Seconds a worker that ends gives a parameter server to take its "done".
 DONE_TIMEOUT_SECS = 10
 DONE_QUEUE_NAME = 'done_queue'
+# The variable in each task's server that holds what it was told of the cluster.
+VIEW_VARIABLE = 'cluster_view'
 # Seconds --local_cluster waits, once the workers are done, for its
 # parameter server to stop; and, after a Ctrl-C or SIGTERM, for the workers
 # past --task_timeout_secs; then it kills what is left.
@@ -223,47 +230,119 @@ def _start_server(cluster, job_name, task_index, config):
 
 
 def _on_task(job_name, task_index, address, timeout_secs, build):
-    """Runs the op that build() makes, in a graph of its own, on that task
-    alone (a session with its server), within timeout_secs.
+    """Runs what build() makes, in a graph of its own, on that task alone (a
+    session with its server), within timeout_secs.
 
-    Returns True once it ran; False if the task did not answer in time."""
+    Returns:
+      What the run fetched.
+
+    Raises:
+      tf.errors.OpError: if it did not run; DeadlineExceededError or
+        UnavailableError if the task did not answer in time.
+    """
     with tf.Graph().as_default() as graph, tf.device(task_name(job_name, task_index)):
-        op = build()
+        fetches = build()
     config = tf.ConfigProto(device_filters=[task_name(job_name, task_index)],
                             operation_timeout_in_ms=max(1, int(timeout_secs * 1000)))
     sess = tf.Session('grpc://' + address, graph=graph, config=config)
     try:
-        sess.run(op)
-        return True
-    except tf.errors.OpError:
-        return False
+        return sess.run(fetches)
     finally:
         with contextlib.suppress(tf.errors.OpError):
             sess.close()
 
 
+def _cluster_view(cluster):
+    """What this task was told of the cluster, as JSON: the hosts of each
+    job, and how the gradients are applied."""
+    return json.dumps({'ps': cluster['ps'], 'worker': cluster['worker'],
+                       'sync_replicas': FLAGS.sync_replicas,
+                       'replicas_to_aggregate': (FLAGS.replicas_to_aggregate
+                                                 or len(cluster['worker']))}, sort_keys=True)
+
+
+def _describe_view(view):
+    """A cluster view (from _cluster_view) in words."""
+    view = json.loads(view)
+    return 'ps %s, workers %s, %s' % (
+        ' '.join(view['ps']), ' '.join(view['worker']),
+        'synchronous of %d' % view['replicas_to_aggregate'] if view['sync_replicas']
+        else 'asynchronous')
+
+
+def _view_variable(value=''):
+    """The variable, on the task of the current device scope, that holds
+    that task's cluster view: the same variable in every graph."""
+    return tf.Variable(value, name=VIEW_VARIABLE, trainable=False, collections=[],
+                       use_resource=True)
+
+
+def _publish_view(server, job_name, task_index, view):
+    """Puts this task's cluster view in its own server, for the others to compare."""
+    with tf.Graph().as_default() as graph, tf.device(task_name(job_name, task_index)):
+        initializer = _view_variable(view).initializer
+    config = tf.ConfigProto(device_filters=[task_name(job_name, task_index)])
+    with tf.Session(server.target, graph=graph, config=config) as sess:
+        sess.run(initializer)
+
+
+def _task_view(job_name, task_index, address, timeout_secs):
+    """That task's cluster view: None if it did not answer within
+    timeout_secs, '' if it answered but has published none yet."""
+    try:
+        return _on_task(job_name, task_index, address, timeout_secs,
+                        lambda: _view_variable().read_value()).decode()
+    except tf.errors.FailedPreconditionError:
+        return ''  # It answers; its server has no view yet.
+    except tf.errors.OpError:
+        return None
+
+
 def _done_queue():
     """The queue on a parameter server into which each worker puts its
-    index when it is done with the parameter servers."""
+    index when it is done with the parameter servers: -1 - index if it
+    ended with an error."""
     return tf.FIFOQueue(-1, tf.int32, shapes=[], shared_name=DONE_QUEUE_NAME,
                         name=DONE_QUEUE_NAME)
 
 
-def _say_done(cluster, task_index, skip=()):
+def _say_done(cluster, task_index, failed=False, skip=()):
     """Tells each parameter server (but those in skip) that this worker is
-    done, giving each DONE_TIMEOUT_SECS at most."""
+    done, and whether it failed, giving each DONE_TIMEOUT_SECS at most."""
+    value = -1 - task_index if failed else task_index
     for ps_index, address in enumerate(cluster['ps']):
         if ('ps', ps_index) not in skip:
-            _on_task('ps', ps_index, address, min(DONE_TIMEOUT_SECS, FLAGS.task_timeout_secs),
-                     lambda: _done_queue().enqueue(task_index))
+            with contextlib.suppress(tf.errors.OpError):
+                _on_task('ps', ps_index, address,
+                         min(DONE_TIMEOUT_SECS, FLAGS.task_timeout_secs),
+                         lambda: _done_queue().enqueue(value))
 
 
-def _watch(cluster, tasks, on_lost):
+def _watch(cluster, own_view, tasks, on_lost, on_other_cluster, on_stuck=None,
+           last_progress=None):
     """Starts a thread that looks every PROBE_INTERVAL_SECS whether each task
-    of tasks() answers, and calls on_lost(job_name, task_index) for one that
-    answered once and then stops answering for --task_timeout_secs. A task
-    that has not answered yet is waited for, as TensorFlow waits; after
-    --task_timeout_secs one line says so. tasks() must leave a lost task out.
+    of tasks() answers, reading the cluster view it published.
+
+    A task that stops answering is named at once, in one line, and again
+    when it answers again; one that stays silent for --task_timeout_secs
+    is given to on_lost(job_name, task_index) (tasks() must leave a lost
+    task out). A task that has not answered yet is waited for, as
+    TensorFlow waits; after --task_timeout_secs one line says so. A task
+    started with another cluster is given to on_other_cluster(job_name,
+    task_index, message) at each look; with last_progress, no training
+    step for STUCK_TIMEOUTS times --task_timeout_secs while every task
+    answered, to on_stuck(message).
+
+    Args:
+      cluster: from cluster_from_flags().
+      own_view: this task's cluster view, from _cluster_view().
+      tasks: a function giving the (job_name, task_index) to watch.
+      on_lost: called with a task that stayed silent.
+      on_other_cluster: called with a task started with another cluster
+        and the one line that says so.
+      on_stuck: called with the one line that says the cluster is stuck.
+      last_progress: None, or a function giving the time.monotonic() of
+        this worker's last training step, None before its first.
 
     Returns:
       A threading.Event: set it to end the watch.
@@ -273,23 +352,46 @@ def _watch(cluster, tasks, on_lost):
     interval = min(PROBE_INTERVAL_SECS, timeout_secs / 3)
 
     def watch():
-        started = time.monotonic()
-        last_answer, waiting_said = {}, set()
+        started = every_task_answers_since = time.monotonic()
+        last_answer, quiet, waiting_said = {}, set(), set()
         while not stop.wait(interval):
-            for job_name, task_index in tasks():
-                address = cluster[job_name][task_index]
-                if _on_task(job_name, task_index, address, interval, tf.no_op):
-                    last_answer[job_name, task_index] = time.monotonic()
-                elif (job_name, task_index) in last_answer:
-                    if time.monotonic() - last_answer[job_name, task_index] >= timeout_secs:
-                        on_lost(job_name, task_index)
-                elif (time.monotonic() - started >= timeout_secs
-                      and (job_name, task_index) not in waiting_said):
-                    waiting_said.add((job_name, task_index))
-                    print('Waiting for %s at %s to start.'
-                          % (task_name(job_name, task_index), address), flush=True)
+            for task in tasks():
+                name, address = task_name(*task), cluster[task[0]][task[1]]
+                view = _task_view(*task, address, max(interval, PROBE_TIMEOUT_SECS))
+                now = time.monotonic()
+                if view is not None:
+                    if view and view != own_view:
+                        on_other_cluster(*task, '%s at %s was started with another cluster (%s) '
+                                         'than this task (%s): start every task with the same '
+                                         '--ps_hosts, --worker_hosts and --sync_replicas, or '
+                                         'the same TF_CONFIG cluster'
+                                         % (name, address, _describe_view(view),
+                                            _describe_view(own_view)))
+                    if task in quiet:
+                        quiet.discard(task)
+                        print('%s at %s answers again.' % (name, address), flush=True)
+                    last_answer[task] = now
+                    continue
+                every_task_answers_since = now
+                if task in last_answer:
+                    if task not in quiet:
+                        quiet.add(task)
+                        print('%s at %s does not answer: waiting for it up to %d s '
+                              '(--task_timeout_secs).' % (name, address, timeout_secs),
+                              flush=True)
+                    if now - last_answer[task] >= timeout_secs:
+                        on_lost(*task)
+                elif now - started >= timeout_secs and task not in waiting_said:
+                    waiting_said.add(task)
+                    print('Waiting for %s at %s to start.' % (name, address), flush=True)
                 if stop.is_set():
                     return
+            progress = last_progress() if last_progress else None
+            if progress is not None and (time.monotonic() - max(progress, every_task_answers_since)
+                                         >= STUCK_TIMEOUTS * timeout_secs):
+                on_stuck('no training step for %d s (%d x --task_timeout_secs) although every '
+                         'task answers: the cluster is stuck'
+                         % (STUCK_TIMEOUTS * timeout_secs, STUCK_TIMEOUTS))
 
     threading.Thread(target=watch, name='watch_tasks', daemon=True).start()
     return stop
@@ -307,11 +409,21 @@ def _error_line(message):
     print(cifar10.error_line(message), file=sys.stderr, flush=True)
 
 
+def _exit(status):
+    """Ends the process at once, its output flushed: TensorFlow cannot shut
+    a gRPC server down, and Python's own exit can abort in its destructor."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
 def run_parameter_server(cluster, task_index):
     """Serves the variables until every worker is done, or a signal comes.
 
     A worker that stops answering for --task_timeout_secs before it said it
-    is done is reported in one line and no longer waited for.
+    is done is reported in one line and no longer waited for. A worker
+    started with another cluster is named in one line (it stops when it
+    sees this parameter server's cluster), and waited for still.
 
     Args:
       cluster: from cluster_from_flags().
@@ -319,13 +431,17 @@ def run_parameter_server(cluster, task_index):
 
     Returns:
       The exit status: 0 once every worker is done, or on SIGTERM or
-      Ctrl-C; 1 if a worker was lost.
+      Ctrl-C; 1 if a worker was lost, or ended with an error and was not
+      started again.
     """
     server = _start_server(cluster, 'ps', task_index, cifar10.session_config())
+    view = _cluster_view(cluster)
+    _publish_view(server, 'ps', task_index, view)
     num_workers = len(cluster['worker'])
     print('Parameter server %s at %s: serving %d worker(s).'
           % (task_name('ps', task_index), cluster['ps'][task_index], num_workers), flush=True)
-    done, lost, finished = set(), set(), threading.Event()
+    done, failed, lost, finished = set(), set(), set(), threading.Event()
+    other_cluster = set()
 
     def collect_done():
         with tf.Graph().as_default() as graph, tf.device(task_name('ps', task_index)):
@@ -333,7 +449,14 @@ def run_parameter_server(cluster, task_index):
         config = tf.ConfigProto(device_filters=[task_name('ps', task_index)])
         with tf.Session(server.target, graph=graph, config=config) as sess:
             while len(done | lost) < num_workers:
-                done.add(int(sess.run(worker_done)))
+                value = int(sess.run(worker_done))
+                if value < 0:  # Watched still: it may be started again.
+                    failed.add(-1 - value)
+                    print('%s ended with an error.' % task_name('worker', -1 - value),
+                          flush=True)
+                    continue
+                failed.discard(value)
+                done.add(value)
                 if len(done | lost) == num_workers:
                     finished.set()
 
@@ -342,6 +465,11 @@ def run_parameter_server(cluster, task_index):
         lost.add(worker_index)
         if len(done | lost) == num_workers:
             finished.set()
+
+    def on_other_cluster(job_name, worker_index, message):
+        if worker_index not in other_cluster:  # The worker stops when it sees it too.
+            other_cluster.add(worker_index)
+            print(message + '.', flush=True)
 
     def waited_for():
         return [('worker', i) for i in range(num_workers) if i not in done | lost]
@@ -353,13 +481,13 @@ def run_parameter_server(cluster, task_index):
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, stop_on_signal)
     threading.Thread(target=collect_done, name='collect_done', daemon=True).start()
-    _watch(cluster, waited_for, on_lost)
+    _watch(cluster, view, waited_for, on_lost, on_other_cluster)
     finished.wait()
     if len(done | lost) == num_workers:
-        if not lost:
+        if not lost and not failed:
             print('All %d worker(s) are done: stopping.' % num_workers, flush=True)
         _wait_until_gone(cluster, done)
-    return 1 if lost else 0
+    return 1 if lost or failed else 0
 
 
 def _wait_until_gone(cluster, workers):
@@ -369,8 +497,8 @@ def _wait_until_gone(cluster, workers):
     deadline = time.monotonic() + FLAGS.task_timeout_secs
     for worker_index in workers:
         while (time.monotonic() < deadline
-               and _on_task('worker', worker_index, cluster['worker'][worker_index],
-                            PROBE_INTERVAL_SECS / 2, tf.no_op)):
+               and _task_view('worker', worker_index, cluster['worker'][worker_index],
+                              PROBE_INTERVAL_SECS / 2) is not None):
             time.sleep(PROBE_INTERVAL_SECS / 10)
 
 
@@ -479,14 +607,20 @@ class _ThenAverage:
         return getattr(self._opt, name)
 
 
-class _StartedHook(tf.train.SessionRunHook):
-    """Sets an Event once the worker's session is created."""
+class _ProgressHook(tf.train.SessionRunHook):
+    """Notes when the worker's session was created (an Event) and the
+    time.monotonic() of its last training step."""
 
-    def __init__(self, started):
-        self._started = started
+    def __init__(self):
+        self.started = threading.Event()
+        self.last_step_time = None
 
     def after_create_session(self, session, coord):
-        self._started.set()
+        self.last_step_time = time.monotonic()
+        self.started.set()
+
+    def after_run(self, run_context, run_values):
+        self.last_step_time = time.monotonic()
 
 
 def _stop_at_once_until(started, cluster, task_index):
@@ -507,7 +641,7 @@ def _stop_at_once_until(started, cluster, task_index):
             if signum in (signal.SIGINT, signal.SIGTERM) and not started.is_set():
                 print('Stopped by signal %d before training.' % signum, flush=True)
                 _say_done(cluster, task_index)
-                os._exit(0)
+                _exit(0)
 
     threading.Thread(target=watch, name='stop_at_once', daemon=True).start()
 
@@ -595,48 +729,70 @@ def run_worker(cluster, task_index):
     """Trains as worker task_index, telling the parameter servers when done.
 
     If a task it needs (the parameter servers; in synchronous mode also the
-    other workers) stops answering for --task_timeout_secs, it ends the
-    process with one line naming it and exit status 1; the chief's
-    checkpoints are left as they are. Ctrl-C or SIGTERM before its session
-    exists ends it at once; after, once its step is done.
+    other workers) stops answering for --task_timeout_secs, a parameter
+    server was started with another cluster, or no training step comes for
+    STUCK_TIMEOUTS times --task_timeout_secs while they all answer, it
+    ends the process with
+    one line saying so and exit status 1; the chief's checkpoints are left
+    as they are. Ctrl-C or SIGTERM before its session exists ends it at
+    once; after, once its step is done.
 
     Args:
       cluster: from cluster_from_flags().
       task_index: this worker's index; 0 is the chief.
+
+    Raises:
+      UserError: if the chief cannot claim its --train_dir, or training
+        stops with an error.
     """
     num_cpu_devices = FLAGS.num_gpus if FLAGS.device_type == 'cpu' else 1
     server_config = cifar10.session_config(FLAGS.log_device_placement, num_cpu_devices)
     devices = _worker_devices(server_config)
-    server = _start_server(cluster, 'worker', task_index, server_config)
-    # After the server starts, so that the others see this task answer
-    # while it downloads.
-    cifar10.maybe_download_and_extract()
+    with (cifar10_train.claim_train_dir(FLAGS.train_dir) if task_index == 0
+          else contextlib.nullcontext()):
+        server = _start_server(cluster, 'worker', task_index, server_config)
+        view = _cluster_view(cluster)
+        _publish_view(server, 'worker', task_index, view)
 
-    def needed():
-        tasks = [('ps', i) for i in range(len(cluster['ps']))]
-        if FLAGS.sync_replicas:
-            tasks += [('worker', i) for i in range(len(cluster['worker'])) if i != task_index]
-        return tasks
+        def needed():
+            tasks = [('ps', i) for i in range(len(cluster['ps']))]
+            if FLAGS.sync_replicas:
+                tasks += [('worker', i) for i in range(len(cluster['worker']))
+                          if i != task_index]
+            return tasks
 
-    def on_lost(job_name, lost_index):
-        message = _lost_message(cluster, job_name, lost_index) + ': stopping'
-        if task_index == 0:
-            latest = tf.train.latest_checkpoint(FLAGS.train_dir)
-            message += ('; the last checkpoint, %s, is intact' % latest if latest
-                        else '; no checkpoint was written yet')
-        _error_line(message)
-        _say_done(cluster, task_index, skip=[(job_name, lost_index)])
-        sys.stdout.flush()
-        os._exit(1)  # The main thread may wait on the lost task for ever.
+        def on_fatal(message, skip=()):
+            if task_index == 0:
+                latest = cifar10_train.newest_whole_checkpoint(FLAGS.train_dir)
+                message += ('; the last checkpoint, %s, is intact' % latest if latest
+                            else '; no checkpoint was written yet')
+            _error_line(message)
+            _say_done(cluster, task_index, failed=True, skip=skip)
+            _exit(1)  # The main thread may wait on the lost task for ever.
 
-    stop_watching = _watch(cluster, needed, on_lost)
-    started = threading.Event()
-    _stop_at_once_until(started, cluster, task_index)
-    try:
-        train_worker(server, cluster, task_index, devices, [_StartedHook(started)])
-    finally:
-        stop_watching.set()
-        _say_done(cluster, task_index)
+        def on_lost(job_name, lost_index):
+            on_fatal(_lost_message(cluster, job_name, lost_index) + ': stopping',
+                     skip=[(job_name, lost_index)])
+
+        def on_other_cluster(job_name, other_index, message):
+            if job_name == 'ps':  # The parameter servers' cluster is the reference.
+                on_fatal(message + ': stopping')
+
+        progress = _ProgressHook()
+        stop_watching = _watch(cluster, view, needed, on_lost, on_other_cluster,
+                               lambda message: on_fatal(message + ': stopping'),
+                               lambda: progress.last_step_time)
+        _stop_at_once_until(progress.started, cluster, task_index)
+        failed = True
+        try:
+            # After the server starts, so that the others see this task
+            # answer while it downloads.
+            cifar10.maybe_download_and_extract()
+            train_worker(server, cluster, task_index, devices, [progress])
+            failed = False
+        finally:
+            stop_watching.set()
+            _say_done(cluster, task_index, failed=failed)
 
 
 def _free_ports(count):
@@ -753,13 +909,13 @@ def main(argv=None):  # pylint: disable=unused-argument
         sys.exit(run_local_cluster(FLAGS.local_cluster))
     cluster, job_name, task_index = cluster_from_flags(tf_config)
     if job_name == 'ps':
-        status = run_parameter_server(cluster, task_index)
-        # TensorFlow cannot shut a gRPC server down: Python's own exit would
-        # abort in its destructor.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(status)
-    run_worker(cluster, task_index)
+        _exit(run_parameter_server(cluster, task_index))
+    try:
+        run_worker(cluster, task_index)
+    except (cifar10.UserError, FloatingPointError) as e:
+        _error_line(str(e))
+        _exit(1)
+    _exit(0)
 
 
 def run():

@@ -199,15 +199,18 @@ def eval_once(saver, summary_writer, eval_ops, summary_op, checkpoint_path,
     return precision
 
 
+_said_state_damage = set()  # The folders whose damaged state file was named.
+
+
 def _listed_checkpoints(checkpoint_dir):
-    """The checkpoints that the 'checkpoint' file in checkpoint_dir lists,
-    oldest first, whether their files are there or not."""
-    state = tf.train.get_checkpoint_state(checkpoint_dir)
-    if not state:
-        return []
-    paths = list(state.all_model_checkpoint_paths)
-    if state.model_checkpoint_path not in paths:
-        paths.append(state.model_checkpoint_path)
+    """The checkpoints in checkpoint_dir, oldest first, found by their files
+    (cifar10.list_checkpoints); a damaged state file is named once."""
+    paths, state_damage = cifar10.list_checkpoints(checkpoint_dir)
+    if state_damage and checkpoint_dir not in _said_state_damage:
+        _said_state_damage.add(checkpoint_dir)
+        print('%s: %s is damaged (%s): passing over it, to the checkpoint files.'
+              % (datetime.now(), os.path.join(checkpoint_dir, cifar10.STATE_FILENAME),
+                 state_damage), flush=True)
     return paths
 
 
@@ -446,7 +449,9 @@ def _evaluate_each_new_checkpoint(score):
     said_waiting = False
     idle_since = time.time()
     while True:
-        listed = _listed_checkpoints(FLAGS.checkpoint_dir)
+        # A checkpoint without its index may be one the trainer is writing.
+        listed = [path for path in _listed_checkpoints(FLAGS.checkpoint_dir)
+                  if tf.gfile.Exists(path + '.index')]
         checkpoint_path = listed[-1] if listed else None
         if checkpoint_path is None and not said_waiting:
             said_waiting = True

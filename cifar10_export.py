@@ -5,7 +5,7 @@ Usage:
   python cifar10_export.py --checkpoint_dir=/tmp/cifar10_train --export_dir=/tmp/cifar10_model
 
 (`cifar10-export` once installed.) It writes <export_dir>/<version>/, a
-SavedModel of the moving averages of the weights of the latest checkpoint in
+SavedModel of the moving averages of the weights of the newest whole checkpoint in
 --checkpoint_dir (or of --checkpoint_path), which today's TensorFlow loads
 without any of this project's code:
 

@@ -517,22 +517,29 @@ def _prefetched(images, labels):
     return prefetch_queue.dequeue()
 
 
-def _training_files(data_dir):
+def _training_files(data_dir, batch_size):
     """Checks the training files and says how many examples the shuffling
     keeps, as the original did before it started to train.
 
     Args:
       data_dir: Path to the CIFAR-10 data directory (cifar-10-batches-bin).
+      batch_size: Number of images per batch.
 
     Returns:
       filenames: the training files.
       min_queue_examples: examples kept for shuffling.
 
     Raises:
-      UserError: if a training file is missing, empty or truncated.
+      UserError: if a training file is missing, empty or truncated, or
+        batch_size is larger than the training set.
     """
     filenames = data_filenames(False, data_dir)
     num_records = check_data_files(filenames)
+    if batch_size > num_records:
+        raise UserError('--batch_size=%d is larger than the %d training images in %s: a batch '
+                        'would hold images twice, and its queue would outgrow the memory; '
+                        'use --batch_size=%d or less' % (batch_size, num_records, data_dir,
+                                                         num_records))
     # Ensure that the random shuffling has good mixing properties.
     min_queue_examples = _min_queue_examples(NUM_EXAMPLES_PER_EPOCH_FOR_TRAIN,
                                              num_records)
@@ -553,9 +560,10 @@ def distorted_inputs(data_dir, batch_size):
       labels: Labels. 1D tensor of [batch_size] size.
 
     Raises:
-      UserError: if a training file is missing, empty or truncated.
+      UserError: if a training file is missing, empty or truncated, or
+        batch_size is larger than the training set.
     """
-    filenames, min_queue_examples = _training_files(data_dir)
+    filenames, min_queue_examples = _training_files(data_dir, batch_size)
 
     # Create a queue that produces the filenames to read.
     filename_queue = tf.train.string_input_producer(filenames)
@@ -595,9 +603,10 @@ def distorted_inputs_dataset(data_dir, batch_size):
       labels: Labels. 1D tensor of [batch_size] size.
 
     Raises:
-      UserError: if a training file is missing, empty or truncated.
+      UserError: if a training file is missing, empty or truncated, or
+        batch_size is larger than the training set.
     """
-    filenames, min_queue_examples = _training_files(data_dir)
+    filenames, min_queue_examples = _training_files(data_dir, batch_size)
 
     with tf.name_scope('data_augmentation'):
         records = (tf.data.Dataset.from_tensor_slices(filenames)

@@ -243,8 +243,9 @@ def main(argv=None):  # pylint: disable=unused-argument
         FLAGS.log_device_placement,
         num_cpu_devices=FLAGS.num_gpus if FLAGS.device_type == 'cpu' else 1)
     devices = tower_devices(config, FLAGS.num_gpus, FLAGS.device_type)
-    cifar10.maybe_download_and_extract()
-    train(config, devices)
+    with cifar10_train.claim_train_dir(FLAGS.train_dir):
+        cifar10.maybe_download_and_extract()
+        train(config, devices)
 
 
 def run():

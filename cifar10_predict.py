@@ -17,13 +17,14 @@ and its true class:
 Image files (PNG, JPEG, GIF, BMP, WebP; any size, colour or greyscale) are
 decoded by TensorFlow and resized to 32x32 RGB; every image then goes
 through cifar10.predict, the evaluator's preprocessing and model, with the
-moving averages of the weights of the latest checkpoint in --checkpoint_dir
-(or of --checkpoint_path), as the evaluator restores them. Class names come
+moving averages of the weights of the newest whole checkpoint in
+--checkpoint_dir (or of --checkpoint_path), as the evaluator restores them. Class names come
 from batches.meta.txt in --data_dir's cifar-10-batches-bin/, else the ten
 CIFAR-10 names. A file that cannot be classified gets one line on stderr
 saying why; the others are still classified, and the exit status is 1.
 """
 
+import os
 import sys
 
 import numpy as np
@@ -39,7 +40,7 @@ tf.app.flags.DEFINE_integer('top_k', 3, """How many of the most likely classes t
                             lower_bound=1, upper_bound=cifar10.NUM_CLASSES)
 tf.app.flags.DEFINE_string('checkpoint_path', '',
                            """A checkpoint to use, such as /tmp/cifar10_train/model.ckpt-1000,
-                           instead of the latest in --checkpoint_dir.""")
+                           instead of the newest in --checkpoint_dir.""")
 # --checkpoint_dir is the evaluator's flag, listed in this script's --help too.
 tf.app.flags.declare_key_flag('checkpoint_dir', flag_values=FLAGS)
 
@@ -48,7 +49,8 @@ BINARY_FILE_EXTENSION = '.bin'
 
 
 def checkpoint_to_restore():
-    """The checkpoint to use: --checkpoint_path, else the latest in --checkpoint_dir.
+    """The checkpoint to use: --checkpoint_path, else the newest whole one in
+    --checkpoint_dir (each damaged one newer than it is said on stderr).
 
     Returns:
       The checkpoint's path prefix.
@@ -63,10 +65,21 @@ def checkpoint_to_restore():
                 'such as /tmp/cifar10_train/model.ckpt-1000'
                 % (FLAGS.checkpoint_path, FLAGS.checkpoint_path))
         return FLAGS.checkpoint_path
-    checkpoint_path = tf.train.latest_checkpoint(FLAGS.checkpoint_dir)
-    if checkpoint_path is None:
+    paths, state_damage = cifar10.list_checkpoints(FLAGS.checkpoint_dir)
+    if state_damage:
+        print('%s is damaged (%s): passing over it, to the checkpoint files.'
+              % (os.path.join(FLAGS.checkpoint_dir, cifar10.STATE_FILENAME), state_damage),
+              file=sys.stderr, flush=True)
+    if not paths:
         raise cifar10.UserError('No checkpoint file found in %s' % FLAGS.checkpoint_dir)
-    return checkpoint_path
+    for checkpoint_path in reversed(paths):
+        damage = cifar10.checkpoint_damage(checkpoint_path)
+        if damage is None:
+            return checkpoint_path
+        print('%s is damaged (%s): passing over it.' % (checkpoint_path, damage),
+              file=sys.stderr, flush=True)
+    raise cifar10.UserError('no checkpoint in %s restores: all %d are damaged'
+                            % (FLAGS.checkpoint_dir, len(paths)))
 
 
 def restore(sess, saver, checkpoint_path):

@@ -22,6 +22,7 @@ cifar10_multi_gpu_train.py and cifar10_distributed_train.py.
 """
 
 import contextlib
+import fcntl
 import os
 import signal
 import time
@@ -52,7 +53,6 @@ tf.app.flags.DEFINE_integer('save_checkpoint_steps', 1000,
 
 SAVE_SUMMARY_STEPS = 100
 MAX_CHECKPOINTS_TO_KEEP = 5
-CHECKPOINT_BASENAME = 'model.ckpt'
 # Seconds a worker that is not the chief waits between looks at whether the
 # chief has initialized or restored the model (TensorFlow's default: 30).
 RECOVERY_WAIT_SECS = 1
@@ -82,14 +82,65 @@ def _graceful_stop():
             signal.signal(signum, handler)
 
 
+@contextlib.contextmanager
+def claim_train_dir(train_dir):
+    """Creates train_dir if needed and makes this process its only trainer
+    while the context lasts.
+
+    The claim is an flock on the folder: the kernel lifts it when the
+    process ends, however it ends, so a trainer killed with SIGKILL does not
+    block the next one.
+
+    Args:
+      train_dir: the --train_dir.
+
+    Yields:
+      Nothing.
+
+    Raises:
+      UserError: if the folder cannot be created or used, or another
+        trainer has claimed it.
+    """
+    try:
+        tf.gfile.MakeDirs(train_dir)
+    except tf.errors.OpError as e:
+        raise cifar10.UserError('cannot create --train_dir=%s (%s): give a folder you can '
+                                'write to' % (train_dir, cifar10.error_reason(e))) from e
+    if '://' in train_dir:
+        yield  # A remote file system: no claim to make.
+        return
+    state_file = os.path.join(train_dir, cifar10.STATE_FILENAME)
+    if os.path.isdir(state_file):
+        raise cifar10.UserError('%s is a folder where the trainer keeps its checkpoint state '
+                                'file: move it out of --train_dir' % state_file)
+    try:
+        folder = os.open(train_dir, os.O_RDONLY)
+    except OSError as e:
+        raise cifar10.UserError('cannot use --train_dir=%s (%s): give a folder you can write '
+                                'to' % (train_dir, e.strerror)) from e
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        os.close(folder)
+        raise cifar10.UserError('another trainer is training in --train_dir=%s: let it '
+                                'finish or stop it, or give another --train_dir'
+                                % train_dir) from e
+    try:
+        yield
+    finally:
+        os.close(folder)
+
+
 def restore_or_initialize(sess, saver, variables, global_step, checkpoint_dir, init_op):
     """Restores the newest checkpoint in checkpoint_dir that is whole, or initializes.
 
-    A damaged checkpoint (one line says which and why) is passed over for
-    the one before it; when none restores, training starts from scratch.
-    Nothing is deleted: a damaged checkpoint newer than the one restored is
-    left in place, out of the Saver's rotation, until training reaches its
-    step again and saves over it.
+    The checkpoints are found by their files (cifar10.list_checkpoints): a
+    damaged, stale or missing state file is rebuilt from them. A damaged
+    checkpoint (one line says which and why) is passed over for the one
+    before it; when none restores, training starts from scratch. Nothing is
+    deleted: a damaged checkpoint newer than the one restored is left in
+    place, out of the Saver's rotation, until training reaches its step
+    again and saves over it.
 
     Args:
       sess: the Session.
@@ -103,19 +154,25 @@ def restore_or_initialize(sess, saver, variables, global_step, checkpoint_dir, i
       The global step to continue from.
 
     Raises:
-      UserError: if a checkpoint does not fit this model.
+      UserError: if a checkpoint does not fit this model, or the state file
+        cannot be rebuilt.
     """
-    state = tf.train.get_checkpoint_state(checkpoint_dir)
-    paths = list(state.all_model_checkpoint_paths) if state else []
-    if state and state.model_checkpoint_path not in paths:
-        paths.append(state.model_checkpoint_path)
+    paths, state_damage = cifar10.list_checkpoints(checkpoint_dir)
+    state_file = os.path.join(checkpoint_dir, cifar10.STATE_FILENAME)
+    if state_damage:
+        print('%s is damaged (%s): it is rebuilt from the checkpoint files.'
+              % (state_file, state_damage), flush=True)
     for newest in range(len(paths) - 1, -1, -1):
         damage = cifar10.restore_checkpoint(
             sess, saver, variables, paths[newest],
             'cannot resume from %s, it does not fit this model (%s): use another --train_dir')
         if damage is None:
             # Old checkpoints keep being rotated out after a restart.
-            saver.recover_last_checkpoints(paths[:newest + 1])
+            kept = paths[:newest + 1][-MAX_CHECKPOINTS_TO_KEEP:]
+            saver.recover_last_checkpoints(kept)
+            state = None if state_damage else tf.train.get_checkpoint_state(checkpoint_dir)
+            if state is None or state.model_checkpoint_path != paths[newest]:
+                _write_state_file(checkpoint_dir, kept)
             step = int(sess.run(global_step))
             print('Resuming from %s at step %d.' % (paths[newest], step), flush=True)
             return step
@@ -127,16 +184,24 @@ def restore_or_initialize(sess, saver, variables, global_step, checkpoint_dir, i
     return 0
 
 
-def _remove_partial_checkpoint(checkpoint_path, step):
-    """Removes what a failed save of model.ckpt-<step> left: its temporary
-    files, and its own files unless they belong to a listed checkpoint."""
-    prefix = '%s-%d' % (checkpoint_path, step)
+def _write_state_file(checkpoint_dir, paths):
+    """Writes the state file that lists paths, the last the latest, as the
+    Saver writes it (atomically, relative paths)."""
+    try:
+        tf.train.update_checkpoint_state(checkpoint_dir, os.path.basename(paths[-1]),
+                                         [os.path.basename(path) for path in paths])
+    except (tf.errors.OpError, OSError) as e:
+        raise _write_failure(e) from e
+
+
+def _remove_partial_checkpoint(prefix, had_files):
+    """Removes what a failed save of the checkpoint prefix left: its
+    temporary files, and its own files unless it had files before."""
     partial = tf.gfile.Glob(prefix + '*tempstate*') + tf.gfile.Glob(prefix + '_temp*')
-    partial += tf.gfile.Glob(os.path.join(os.path.dirname(checkpoint_path), 'checkpoint.tmp*'))
-    state = tf.train.get_checkpoint_state(os.path.dirname(checkpoint_path))
-    listed = [os.path.basename(p) for p in state.all_model_checkpoint_paths] if state else []
-    if os.path.basename(prefix) not in listed:
-        partial += tf.gfile.Glob(prefix + '.index') + tf.gfile.Glob(prefix + '.data-*')
+    partial += tf.gfile.Glob(os.path.join(os.path.dirname(prefix),
+                                          cifar10.STATE_FILENAME + '.tmp*'))
+    if not had_files:
+        partial += tf.gfile.Glob(prefix + '.*')
     for path in partial:
         with contextlib.suppress(tf.errors.NotFoundError):  # TensorFlow got there first.
             if tf.gfile.IsDirectory(path):
@@ -145,9 +210,16 @@ def _remove_partial_checkpoint(checkpoint_path, step):
                 tf.gfile.Remove(path)
 
 
+def newest_whole_checkpoint(checkpoint_dir):
+    """The newest checkpoint in checkpoint_dir that reads back whole, or None."""
+    paths, _ = cifar10.list_checkpoints(checkpoint_dir)
+    return next((path for path in reversed(paths) if cifar10.checkpoint_damage(path) is None),
+                None)
+
+
 def _write_failure(error):
     """The UserError for a checkpoint or event file that could not be written."""
-    latest = tf.train.latest_checkpoint(FLAGS.train_dir)
+    latest = newest_whole_checkpoint(FLAGS.train_dir)
     if latest:
         kept = ('the last good checkpoint, %s, is intact: make room and run again to '
                 'resume from it' % latest)
@@ -169,10 +241,12 @@ def save_checkpoint(sess, saver, checkpoint_path, step):
       UserError: if the disk is full or the write fails otherwise; the
         earlier checkpoints are left as they were.
     """
+    prefix = '%s-%d' % (checkpoint_path, step)
+    had_files = bool(tf.gfile.Glob(prefix + '.*'))
     try:
         saver.save(sess, checkpoint_path, global_step=step, write_meta_graph=False)
     except (tf.errors.OpError, OSError) as e:
-        _remove_partial_checkpoint(checkpoint_path, step)
+        _remove_partial_checkpoint(prefix, had_files)
         raise _write_failure(e) from e
 
 
@@ -275,7 +349,7 @@ class _CheckpointHook(tf.train.SessionRunHook):
         self._saver = saver
         self._global_step = global_step
         self._step_done = step_done
-        self._path = os.path.join(FLAGS.train_dir, CHECKPOINT_BASENAME)
+        self._path = os.path.join(FLAGS.train_dir, cifar10.CHECKPOINT_BASENAME)
 
     def after_create_session(self, session, coord):
         self._step = self._saved_step = int(session.run(self._global_step))
@@ -398,7 +472,6 @@ def train_loop(train_op, loss, global_step, num_towers=1, summary_op=None, confi
       UserError: if a checkpoint does not fit this model, or a checkpoint or
         event file cannot be written.
     """
-    tf.gfile.MakeDirs(FLAGS.train_dir)
     variables = {variable.op.name: variable for variable in tf.global_variables()}
     saver = tf.train.Saver(variables, max_to_keep=MAX_CHECKPOINTS_TO_KEEP,
                            save_relative_paths=True)
@@ -472,8 +545,9 @@ def train():
 
 
 def main(argv=None):  # pylint: disable=unused-argument
-    cifar10.maybe_download_and_extract()
-    train()
+    with claim_train_dir(FLAGS.train_dir):
+        cifar10.maybe_download_and_extract()
+        train()
 
 
 def run():

@@ -4,6 +4,7 @@ import re
 
 import pytest
 from helpers import (
+    DATA_SUBDIR,
     checkpoint_steps,
     eval_flags,
     logged_steps,
@@ -177,3 +178,89 @@ def test_a_server_out_of_reach_during_a_restore_does_not_make_the_checkpoint_dam
             with pytest.raises(tf.errors.UnavailableError):  # The session is made again.
                 cifar10.restore_checkpoint(sess, SaverOfAnUnreachableServer(),
                                            {'weight': variable}, checkpoint, '%s %s')
+
+
+# The state file ('checkpoint') is only an index: the checkpoint files are
+# the truth, whatever it holds.
+
+STATE_FILE_DAMAGE = {
+    'text that is not a state': b'this is not a checkpoint state\n',
+    'binary bytes': bytes(range(256)) * 4,
+    'empty': b'',
+    'an older checkpoint only': b'model_checkpoint_path: "model.ckpt-50"\n'
+                                b'all_model_checkpoint_paths: "model.ckpt-50"\n',
+    'a checkpoint elsewhere': b'model_checkpoint_path: "/nowhere/model.ckpt-999"\n',
+}
+
+
+def write_state_file(train_dir, contents):
+    (train_dir / 'checkpoint').write_bytes(contents)
+
+
+@pytest.mark.parametrize('damage', list(STATE_FILE_DAMAGE))
+def test_checkpoints_are_found_by_their_files_whatever_the_state_file_holds(
+        damage, trained_run, tmp_path):
+    for step in (50, 100, 150):
+        publish_checkpoint(trained_run[0], tmp_path, step)
+    write_state_file(tmp_path, STATE_FILE_DAMAGE[damage])
+    paths, state_damage = cifar10.list_checkpoints(str(tmp_path))
+    assert paths == [str(tmp_path / ('model.ckpt-%d' % step)) for step in (50, 100, 150)]
+    assert (state_damage is None) == (damage in ('an older checkpoint only',
+                                                 'a checkpoint elsewhere'))
+
+
+@pytest.mark.parametrize('damage', ['text that is not a state', 'an older checkpoint only'])
+def test_trainer_resumes_from_the_newest_checkpoint_beside_a_damaged_or_stale_state_file(
+        damage, copy_train_dir, synthetic_data_dir):
+    write_state_file(copy_train_dir, STATE_FILE_DAMAGE[damage])
+    before = folder_contents(copy_train_dir)
+    result = run_script('cifar10_train.py', *train_flags(synthetic_data_dir, copy_train_dir,
+                                                         max_steps=151))
+    assert result.returncode == 0, result.stderr
+    assert '/model.ckpt-150 at step 150.' in result.stdout
+    if damage == 'text that is not a state':
+        assert ('%s is damaged (it cannot be read): it is rebuilt from the checkpoint files.'
+                % (copy_train_dir / 'checkpoint')) in result.stdout.splitlines()
+    after = folder_contents(copy_train_dir)
+    for name, data in before.items():  # Every saved checkpoint is as it was.
+        if name != 'checkpoint':
+            assert after[name] == data, name
+    assert checkpoint_steps(copy_train_dir) == [50, 100, 150, 151]
+
+
+@pytest.mark.parametrize('script', ['cifar10_eval.py', 'cifar10_predict.py',
+                                    'cifar10_export.py'])
+def test_evaluator_predictor_and_exporter_use_the_checkpoints_beside_a_damaged_state_file(
+        script, trained_run, synthetic_data_dir, tmp_path):
+    checkpoint_dir = tmp_path / 'train'
+    for step in (100, 150):
+        publish_checkpoint(trained_run[0], checkpoint_dir, step)
+    write_state_file(checkpoint_dir, STATE_FILE_DAMAGE['binary bytes'])
+    flags = {'cifar10_eval.py': eval_flags(synthetic_data_dir, checkpoint_dir, tmp_path / 'eval',
+                                           run_once=True),
+             'cifar10_predict.py': ['--checkpoint_dir=%s' % checkpoint_dir,
+                                    str(synthetic_data_dir / DATA_SUBDIR / 'test_batch.bin')],
+             'cifar10_export.py': ['--checkpoint_dir=%s' % checkpoint_dir,
+                                   '--export_dir=%s' % (tmp_path / 'export')]}[script]
+    result = run_script(script, *flags)
+    assert result.returncode == 0, result.stderr
+    said = result.stdout + result.stderr
+    assert re.search(r'%s is damaged \(it cannot be read.*\): passing over it, to the '
+                     r'checkpoint files\.' % re.escape(str(checkpoint_dir / 'checkpoint')), said)
+    assert 'No checkpoint' not in said
+    if script == 'cifar10_eval.py':
+        assert [event.step for event in read_events(tmp_path / 'eval').Scalars(
+            'Precision @ 1')] == [150]
+    if script == 'cifar10_export.py':
+        assert 'model.ckpt-150 to ' in result.stdout
+
+
+def test_a_folder_named_checkpoint_in_the_train_dir_is_refused_in_one_line(
+        synthetic_data_dir, tmp_path):
+    (tmp_path / 'checkpoint').mkdir()
+    result = run_script('cifar10_train.py', *train_flags(synthetic_data_dir, tmp_path,
+                                                         max_steps=1), timeout=60)
+    assert result.returncode == 1
+    assert result.stderr == ('cifar10_train.py: error: %s is a folder where the trainer keeps '
+                             'its checkpoint state file: move it out of --train_dir\n'
+                             % (tmp_path / 'checkpoint'))
