@@ -115,18 +115,6 @@ LRN_BETA = 0.75  # local_response_normalization's rsqrt form needs 0.75.
 # silently drops to 0) only for activations LRN_PRESCALE times larger.
 LRN_PRESCALE = 16.0
 
-# TensorFlow's histogram buckets (tensorflow/core/lib/histogram): limits
-# growing by HISTOGRAM_GROWTH from HISTOGRAM_SMALLEST_LIMIT to below
-# HISTOGRAM_LARGEST_LIMIT, then the largest float64; the same negated; and 0.
-HISTOGRAM_SMALLEST_LIMIT = 1.0e-12
-HISTOGRAM_LARGEST_LIMIT = 1.0e20
-HISTOGRAM_GROWTH = 1.1
-# Histograms of at least this many values are computed by XLA-compiled loops
-# (conv1's and conv2's activations, local3's weights and their gradient);
-# each costs a compilation at the first summary step, which the smaller
-# ones would not repay.
-HISTOGRAM_COMPILED_MIN_VALUES = 500000
-
 # The lines of a TensorFlow error message that are not its reason.
 TENSORFLOW_ERROR_CONTEXT = (' ', '\t', 'Graph execution error', 'Detected at node', 'Node:',
                             'Hint:', 'Original stack trace', 'Restoring from checkpoint failed',
@@ -143,21 +131,6 @@ STATE_FILENAME = 'checkpoint'
 # a cluster that cannot be reached, a step cut short.
 RUNTIME_ERRORS = (tf.errors.UnavailableError, tf.errors.AbortedError,
                   tf.errors.CancelledError, tf.errors.DeadlineExceededError)
-
-def _histogram_limits():
-    """TensorFlow's histogram bucket limits, computed as its C++ computes them."""
-    positive = []
-    limit = HISTOGRAM_SMALLEST_LIMIT
-    while limit < HISTOGRAM_LARGEST_LIMIT:
-        positive.append(limit)
-        limit *= HISTOGRAM_GROWTH
-    positive.append(np.finfo(np.float64).max)
-    return np.array([-limit for limit in reversed(positive)] + [0.0] + positive)
-
-
-_HISTOGRAM_LIMITS = _histogram_limits()
-_HISTOGRAM_POSITIVE_LIMITS = (len(_HISTOGRAM_LIMITS) - 1) // 2
-
 
 # If a model is trained with multiple GPUs, prefix all Op names with tower_name
 # to differentiate the operations. Note that this prefix is removed from the
@@ -621,83 +594,14 @@ def _scalar_summary(tag, tensor):
 
 
 def _histogram_summary(tag, tensor):
-    """Adds a histogram summary with exactly this tag.
-
-    It writes what tf.raw_ops.HistogramSummary writes, at a fraction of the
-    cost: that op finds each value's bucket by a binary search, one value
-    after the other on one thread, and the summary step spent most of its
-    time there (README, Results). Here the work is a handful of whole-tensor
-    ops: each value's bucket is estimated from its logarithm, then moved by
-    one where the value is not between that bucket's limits, and the buckets
-    are counted with bincount; for a large tensor
-    (HISTOGRAM_COMPILED_MIN_VALUES), XLA fuses all but the counting into a
-    few loops. The buckets, min, max and count are HistogramSummary's exactly;
-    the sum and the sum of squares are float64 sums added in another order.
-    A NaN or an infinity fails the step, as it fails HistogramSummary.
+    """Adds a histogram summary with exactly this tag (as _scalar_summary).
 
     Args:
       tag: the tag TensorBoard shows.
       tensor: a real Tensor.
     """
-    padded = np.concatenate([[-np.inf], _HISTOGRAM_LIMITS, [np.inf]])
-    size = tensor.shape.num_elements()
-    compiled = size is not None and size >= HISTOGRAM_COMPILED_MIN_VALUES
-    # For a large tensor, a few fused loops over the values.
-    with tf.xla.experimental.jit_scope() if compiled else contextlib.nullcontext():
-        values = tf.reshape(tf.cast(tensor, tf.float64), [-1])
-        total = tf.reduce_sum(values)
-        sum_squares = tf.reduce_sum(tf.square(values))
-        smallest, largest = tf.reduce_min(values), tf.reduce_max(values)
-        # How many positive limits are at most |value|, nearly: a float32
-        # logarithm is near enough for that (the estimate may be one off,
-        # which the next step corrects), and several times faster.
-        magnitudes = tf.cast(tf.abs(values), tf.float32)
-        below = tf.clip_by_value(
-            (tf.math.log(magnitudes) - np.log(HISTOGRAM_SMALLEST_LIMIT))
-            / np.log(HISTOGRAM_GROWTH) + 1, 0, _HISTOGRAM_POSITIVE_LIMITS)
-        # Clipped again as an integer, which also gives a NaN a bucket.
-        below = tf.clip_by_value(tf.cast(below, tf.int32), 0, _HISTOGRAM_POSITIVE_LIMITS)
-        # The bucket: the index of the first limit above the value, nearly;
-        # then one step up or down where the value is not between its
-        # bucket's limits.
-        bucket = tf.where(values >= 0, below + (_HISTOGRAM_POSITIVE_LIMITS + 1),
-                          _HISTOGRAM_POSITIVE_LIMITS - below)
-        lower = tf.gather(tf.constant(padded[:-1]), bucket)  # Bucket b holds lower <= value
-        upper = tf.gather(tf.constant(padded[1:]), bucket)  # < upper.
-        bucket += tf.cast(values >= upper, tf.int32) - tf.cast(values < lower, tf.int32)
-        # A NaN's bucket is any: the step fails below before it is counted.
-        bucket = tf.clip_by_value(bucket, 0, len(_HISTOGRAM_LIMITS) - 1)
-    total = tf.debugging.check_numerics(total, 'summary histogram %s' % tag)
-    with tf.control_dependencies([total]):  # A NaN stops here, with its tag.
-        counts = tf.math.bincount(bucket, minlength=len(_HISTOGRAM_LIMITS),
-                                  maxlength=len(_HISTOGRAM_LIMITS), dtype=tf.float64)
-    # As HistogramProto keeps them: each run of empty buckets as its last one.
-    keep = tf.logical_or(counts > 0, tf.concat([counts[1:] > 0, [True]], 0))
-    most = np.finfo(np.float64).max
-    fields = {
-        'min': tf.minimum(smallest, most),  # The largest float64 if empty,
-        'max': tf.maximum(largest, -most),  # as in TensorFlow.
-        'num': tf.cast(tf.size(tensor), tf.float64),
-        'sum': total,
-        'sum_squares': sum_squares,
-        'bucket_limit': tf.boolean_mask(_HISTOGRAM_LIMITS, keep),
-        'bucket': tf.boolean_mask(counts, keep),
-    }
-    histogram = _encode_proto('tensorflow.HistogramProto', fields)
-    value = _encode_proto('tensorflow.Summary.Value', {'tag': tf.constant(tag),
-                                                        'histo': histogram})
-    summary = _encode_proto('tensorflow.Summary', {'value': value})
+    summary = tf.raw_ops.HistogramSummary(tag=tag, values=tensor)
     tf.add_to_collection(tf.GraphKeys.SUMMARIES, summary)
-
-
-def _encode_proto(message_type, fields):
-    """Serializes a message of message_type from a dict of field name to a
-    scalar or vector Tensor (a vector for a repeated field); returns the
-    string Tensor."""
-    names = sorted(fields)
-    values = [tf.reshape(fields[name], [1, -1]) for name in names]
-    sizes = tf.stack([tf.shape(value)[1] for value in values])
-    return tf.reshape(tf.io.encode_proto(sizes[None], values, names, message_type), [])
 
 
 def _activation_summary(x):

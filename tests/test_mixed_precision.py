@@ -1,7 +1,6 @@
 """--mixed_precision: training in 16-bit floats through TensorFlow's graph
-rewrites, with float32 variables and checkpoints; fp16's loss scaling, which
-runs in any session (fp16 itself needs a GPU); and the histogram summaries,
-which cost less and say the same."""
+rewrites, with float32 variables and checkpoints; and fp16's loss scaling,
+which runs in any session (fp16 itself needs a GPU)."""
 
 import os
 import shutil
@@ -326,84 +325,3 @@ def test_use_fp16_with_mixed_precision_is_refused_in_one_line(synthetic_data_dir
         'cifar10_train.py: error: --use_fp16 and --mixed_precision=bf16 do not go together: '
         '--use_fp16 builds the whole model, weights included, in float16; drop one of them\n')
     assert not tmp_path.exists() or not any(tmp_path.iterdir())
-
-
-def random_values_across_the_buckets():
-    """float32 values over 70 decades, both signs, zeros, the float32 values
-    nearest each bucket limit and their neighbours, and the extremes."""
-    rng = np.random.default_rng(7)
-    spread = rng.normal(size=20000) * np.exp(rng.normal(size=20000) * 8)
-    limits = cifar10._HISTOGRAM_LIMITS
-    near = limits[np.abs(limits) < 3e38].astype(np.float32)
-    return np.concatenate([
-        spread, near, np.nextafter(near, np.float32(np.inf)),
-        np.nextafter(near, np.float32(-np.inf)),
-        [0.0, -0.0, 1e-45, -1e-45, 3.4e38, -3.4e38]]).astype(np.float32)
-
-
-def enough_to_compile(values):
-    """values repeated up to cifar10.HISTOGRAM_COMPILED_MIN_VALUES, which
-    _histogram_summary computes with XLA."""
-    return np.resize(values, max(len(values), cifar10.HISTOGRAM_COMPILED_MIN_VALUES))
-
-
-@pytest.mark.parametrize('values', [random_values_across_the_buckets(),
-                                    np.maximum(random_values_across_the_buckets(), 0),
-                                    np.array([2.5], np.float32), np.zeros([0], np.float32),
-                                    enough_to_compile(random_values_across_the_buckets())],
-                         ids=['across the buckets', 'relu', 'one value', 'empty',
-                              'compiled, across the buckets'])
-def test_histogram_summary_writes_what_tensorflows_histogram_summary_writes(values):
-    with tf.Graph().as_default():
-        tensor = tf.constant(values)
-        cifar10._histogram_summary('conv1/activations', tensor)
-        [ours] = tf.get_collection(tf.GraphKeys.SUMMARIES)
-        reference = tf.raw_ops.HistogramSummary(tag='conv1/activations', values=tensor)
-        with tf.Session() as sess:
-            ours, reference = [tf.Summary.FromString(summary).value
-                               for summary in sess.run([ours, reference])]
-    [ours], [reference] = ours, reference
-    assert ours.tag == reference.tag
-    for field in ('min', 'max', 'num', 'bucket_limit', 'bucket'):
-        assert getattr(ours.histo, field) == getattr(reference.histo, field), field
-    # Float64 sums in another order: equal to rounding, relative to the terms.
-    magnitude = np.sum(np.abs(values.astype(np.float64)))
-    assert abs(ours.histo.sum - reference.histo.sum) <= 1e-12 * magnitude
-    assert ours.histo.sum_squares == pytest.approx(reference.histo.sum_squares, rel=1e-12)
-
-
-@pytest.mark.parametrize('mode', ['bf16'])
-def test_histogram_summaries_of_a_16_bit_layer_equal_tensorflows_under_mixed_precision(mode):
-    # The rewrite computes the convolution in 16 bits; the bucket search must
-    # stay exact all the same (its logarithm must not be rewritten too).
-    rng = np.random.default_rng(3)
-    with flagsaver.flagsaver(mixed_precision=mode), tf.Graph().as_default():
-        images = tf.constant(rng.normal(size=[8, 24, 24, 3]).astype(np.float32))
-        kernel = tf.Variable(rng.normal(size=[5, 5, 3, 64]).astype(np.float32) * 10)
-        activations = tf.nn.relu(tf.nn.conv2d(images, kernel, [1, 1, 1, 1], padding='SAME'))
-        cifar10._histogram_summary('conv1/activations', activations)
-        [ours] = tf.get_collection(tf.GraphKeys.SUMMARIES)
-        reference = tf.raw_ops.HistogramSummary(tag='conv1/activations', values=activations)
-        with tf.Session(config=cifar10.session_config()) as sess:
-            sess.run(kernel.initializer)
-            metadata = tf.RunMetadata()
-            ours, reference = sess.run(
-                [ours, reference], options=tf.RunOptions(output_partition_graphs=True),
-                run_metadata=metadata)
-    nodes = [node for graph in metadata.partition_graphs for node in graph.node]
-    assert node_dtypes(ops_of_type(nodes, 'Conv2D')) == {COMPUTE_DTYPES[mode]}
-    [ours], [reference] = (tf.Summary.FromString(ours).value,
-                           tf.Summary.FromString(reference).value)
-    for field in ('min', 'max', 'num', 'bucket_limit', 'bucket'):
-        assert getattr(ours.histo, field) == getattr(reference.histo, field), field
-
-
-@pytest.mark.parametrize('values', [np.array([1.0, np.nan], np.float32),
-                                    enough_to_compile(np.array([1.0, np.nan], np.float32))],
-                         ids=['small', 'compiled'])
-def test_histogram_summary_of_a_nan_fails_the_step_naming_its_tag(values):
-    with tf.Graph().as_default():
-        cifar10._histogram_summary('conv2/activations', tf.constant(values))
-        with tf.Session() as sess, pytest.raises(tf.errors.InvalidArgumentError,
-                                                 match='conv2/activations'):
-            sess.run(tf.summary.merge_all())
