@@ -438,10 +438,17 @@ def run_parameter_server(cluster, task_index):
     view = _cluster_view(cluster)
     _publish_view(server, 'ps', task_index, view)
     num_workers = len(cluster['worker'])
-    print('Parameter server %s at %s: serving %d worker(s).'
-          % (task_name('ps', task_index), cluster['ps'][task_index], num_workers), flush=True)
     done, failed, lost, finished = set(), set(), set(), threading.Event()
     other_cluster = set()
+
+    def stop_on_signal(signum, unused_frame):
+        print('Stopped by signal %d.' % signum, flush=True)
+        finished.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):  # Before it says it serves.
+        signal.signal(signum, stop_on_signal)
+    print('Parameter server %s at %s: serving %d worker(s).'
+          % (task_name('ps', task_index), cluster['ps'][task_index], num_workers), flush=True)
 
     def collect_done():
         with tf.Graph().as_default() as graph, tf.device(task_name('ps', task_index)):
@@ -474,12 +481,6 @@ def run_parameter_server(cluster, task_index):
     def waited_for():
         return [('worker', i) for i in range(num_workers) if i not in done | lost]
 
-    def stop_on_signal(signum, unused_frame):
-        print('Stopped by signal %d.' % signum, flush=True)
-        finished.set()
-
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, stop_on_signal)
     threading.Thread(target=collect_done, name='collect_done', daemon=True).start()
     _watch(cluster, view, waited_for, on_lost, on_other_cluster)
     finished.wait()

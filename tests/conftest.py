@@ -25,6 +25,7 @@ from helpers import (
     copy_records,
     evaluate_in_order,
     make_data_dir,
+    once_per_run,
     run_script,
     write_one_class_checkpoint,
 )
@@ -52,10 +53,12 @@ def sample_data_dir():
     return SAMPLE_DIR
 
 
-def _train_once(tmp_path_factory, script, data_dir, flags):
-    train_dir = tmp_path_factory.mktemp('trained') / 'train'
-    result = run_script(script, '--data_dir=%s' % data_dir, '--train_dir=%s' % train_dir,
-                        *['--%s=%s' % item for item in flags.items()])
+def _train_once(tmp_path_factory, name, script, data_dir, flags):
+    def train(folder):
+        return run_script(script, '--data_dir=%s' % data_dir, '--train_dir=%s' % folder,
+                          *['--%s=%s' % item for item in flags.items()])
+
+    train_dir, result = once_per_run(tmp_path_factory, name, train)
     assert result.returncode == 0, result.stderr
     return train_dir, result
 
@@ -68,7 +71,7 @@ def trained_run(tmp_path_factory, synthetic_data_dir):
       (train_dir, the CompletedProcess). Tests must not write into train_dir:
       copy it with copy_train_dir.
     """
-    return _train_once(tmp_path_factory, 'cifar10_train.py', synthetic_data_dir,
+    return _train_once(tmp_path_factory, 'trained_run', 'cifar10_train.py', synthetic_data_dir,
                        TRAINED_RUN_FLAGS)
 
 
@@ -79,8 +82,8 @@ def multi_tower_run(tmp_path_factory, synthetic_data_dir):
     Returns:
       (train_dir, the CompletedProcess); do not write into train_dir.
     """
-    return _train_once(tmp_path_factory, 'cifar10_multi_gpu_train.py', synthetic_data_dir,
-                       MULTI_TOWER_FLAGS)
+    return _train_once(tmp_path_factory, 'multi_tower_run', 'cifar10_multi_gpu_train.py',
+                       synthetic_data_dir, MULTI_TOWER_FLAGS)
 
 
 @pytest.fixture(scope='session')
@@ -90,7 +93,7 @@ def bf16_run(tmp_path_factory, synthetic_data_dir):
     Returns:
       (train_dir, the CompletedProcess); do not write into train_dir.
     """
-    return _train_once(tmp_path_factory, 'cifar10_train.py', synthetic_data_dir,
+    return _train_once(tmp_path_factory, 'bf16_run', 'cifar10_train.py', synthetic_data_dir,
                        BF16_RUN_FLAGS)
 
 
@@ -180,11 +183,11 @@ def exported_model(tmp_path_factory, trained_run):
     Returns:
       (export_dir, the CompletedProcess). Do not write into export_dir.
     """
-    export_dir = tmp_path_factory.mktemp('export') / 'model'
-    result = run_script('cifar10_export.py', '--checkpoint_dir=%s' % trained_run[0],
-                        '--export_dir=%s' % export_dir)
+    export_dir, result = once_per_run(tmp_path_factory, 'exported_model', lambda folder: run_script(
+        'cifar10_export.py', '--checkpoint_dir=%s' % trained_run[0],
+        '--export_dir=%s' % (folder / 'model')))
     assert result.returncode == 0, result.stderr
-    return export_dir, result
+    return export_dir / 'model', result
 
 
 @pytest.fixture(scope='session')
@@ -195,10 +198,12 @@ def one_class_eval(tmp_path_factory, trained_run, synthetic_data_dir):
     Returns:
       (eval_dir, the CompletedProcess).
     """
-    root = tmp_path_factory.mktemp('one_class')
-    write_one_class_checkpoint(trained_run[0], root / 'train', ONE_CLASS, ONE_CLASS_STEP)
-    result = run_script('cifar10_eval.py', '--data_dir=%s' % synthetic_data_dir,
-                        '--checkpoint_dir=%s' % (root / 'train'),
-                        '--eval_dir=%s' % (root / 'eval'), '--run_once', '--batch_size=64')
+    def evaluate(root):
+        write_one_class_checkpoint(trained_run[0], root / 'train', ONE_CLASS, ONE_CLASS_STEP)
+        return run_script('cifar10_eval.py', '--data_dir=%s' % synthetic_data_dir,
+                          '--checkpoint_dir=%s' % (root / 'train'),
+                          '--eval_dir=%s' % (root / 'eval'), '--run_once', '--batch_size=64')
+
+    root, result = once_per_run(tmp_path_factory, 'one_class_eval', evaluate)
     assert result.returncode == 0, result.stderr
     return root / 'eval', result

@@ -6,6 +6,8 @@ Importing this module does not import TensorFlow (so the download tests run
 without it); the helpers that need it import it when called.
 """
 
+import fcntl
+import json
 import os
 import queue
 import re
@@ -96,6 +98,38 @@ def make_data_dir(root, records_per_file=200, seed=0):
         labels = rng.integers(0, 10, size=records_per_file)
         write_records(batches / name, labels, learnable_images(labels, rng))
     return Path(root)
+
+
+def once_per_run(tmp_path_factory, name, make):
+    """Makes something once for the whole test run, shared by the workers
+    pytest-xdist runs the tests in (each of which has its own session).
+
+    The first worker to ask runs make(folder) in a new folder of the run;
+    the others wait for it (an flock) and get the same folder and result.
+
+    Args:
+      tmp_path_factory: pytest's fixture.
+      name: a name for it, unique in the run.
+      make: a function(folder) returning a subprocess.CompletedProcess.
+
+    Returns:
+      (folder, the CompletedProcess).
+    """
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get('PYTEST_XDIST_WORKER'):
+        base = base.parent  # The run's folder, above each worker's.
+    folder, record = base / ('shared-' + name), base / ('shared-%s.json' % name)
+    with open(base / ('shared-%s.lock' % name), 'w') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not record.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # A worker's try that failed.
+            folder.mkdir()
+            result = make(folder)
+            record.write_text(json.dumps({'args': [str(arg) for arg in result.args],
+                                          'returncode': result.returncode,
+                                          'stdout': result.stdout, 'stderr': result.stderr}))
+        made = json.loads(record.read_text())
+    return folder, subprocess.CompletedProcess(**made)
 
 
 def script_env():
@@ -197,8 +231,9 @@ TRAINED_RUN_FLAGS = dict(batch_size=128, max_steps=150, save_checkpoint_steps=50
 MULTI_TOWER_FLAGS = dict(TRAINED_RUN_FLAGS, batch_size=64, device_type='cpu', num_gpus=2)
 
 # A short --mixed_precision=bf16 run on the learnable synthetic data (fp16
-# needs a GPU).
-BF16_RUN_FLAGS = dict(TRAINED_RUN_FLAGS, mixed_precision='bf16')
+# needs a GPU), on batches of 64: CPUs without bfloat16 instructions emulate
+# it, several times slower.
+BF16_RUN_FLAGS = dict(TRAINED_RUN_FLAGS, mixed_precision='bf16', batch_size=64)
 
 # The precision @ 1 a short run on the learnable synthetic data must beat:
 # three times chance (0.1), nine standard errors above it on the 200 test

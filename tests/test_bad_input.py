@@ -4,6 +4,8 @@ import re
 import signal
 
 import pytest
+from absl import flags as absl_flags
+from absl.testing import flagsaver
 from helpers import DATA_SUBDIR, checkpoint_steps, run_script, train_flags
 
 import cifar10
@@ -20,12 +22,7 @@ def assert_one_line_error(result, script, message):
 @pytest.mark.parametrize('script, flag, message', [
     ('cifar10_train.py', '--max_step=20',
      'unknown flag --max_step: did you mean --max_steps? (--help lists the flags)'),
-    ('cifar10_eval.py', '--eval_interval=5',
-     'unknown flag --eval_interval: did you mean --eval_interval_secs? (--help lists the '
-     'flags)'),
-    ('cifar10_train.py', '--batch_size=0', 'flag --batch_size=0: 0 is not a positive integer'),
-    ('cifar10_eval.py', '--run_once=maybe', "flag --run_once=maybe: 'maybe' is not true or "
-                                            'false'),
+    ('cifar10_eval.py', '--batch_size=0', 'flag --batch_size=0: 0 is not a positive integer'),
     ('cifar10_train.py', 'max_steps=20',
      "unexpected argument 'max_steps=20': flags start with -- (--help lists them)"),
 ])
@@ -34,6 +31,22 @@ def test_a_flag_the_script_does_not_know_or_a_bad_value_is_refused_in_one_line(
     result = run_script(script, flag, '--data_dir=%s' % tmp_path, timeout=60)
     assert_one_line_error(result, script, message)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['--eval_interval=5'], 'unknown flag --eval_interval: did you mean --eval_interval_secs? '
+                            '(--help lists the flags)'),
+    (['--run_once=maybe'], "flag --run_once=maybe: 'maybe' is not true or false"),
+    (['--num_examples=-1'], 'flag --num_examples=-1: -1 is not a positive integer'),
+    (['--no_such_flag'], 'unknown flag --no_such_flag (--help lists the flags)'),
+])
+def test_each_refused_flag_is_said_in_one_line(argv, message):
+    import cifar10_eval  # noqa: F401  (defines the evaluator's flags)
+
+    key_flags = [flag.name for flag in cifar10.FLAGS.get_key_flags_for_module(cifar10_eval)]
+    with flagsaver.flagsaver(), pytest.raises(absl_flags.Error) as error:
+        cifar10.FLAGS(['cifar10_eval.py'] + argv)
+    assert cifar10._flag_error(error.value, key_flags) == message
 
 
 def test_a_train_dir_that_cannot_be_created_is_refused_in_one_line_before_any_work(

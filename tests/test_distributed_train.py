@@ -16,6 +16,7 @@ from helpers import (
     checkpoint_steps,
     free_ports,
     local_cluster_spec,
+    once_per_run,
     random_batch_and_model,
     read_events,
     run_script,
@@ -184,10 +185,9 @@ def local_cluster_run(tmp_path_factory, synthetic_data_dir):
     Returns:
       (train_dir, the CompletedProcess); do not write into train_dir.
     """
-    train_dir = tmp_path_factory.mktemp('cluster') / 'train'
-    result = run_script(SCRIPT, '--local_cluster=2', *train_flags(
-        synthetic_data_dir, train_dir, **CLUSTER_FLAGS | TOWER_FLAGS))
-    return train_dir, result
+    return once_per_run(tmp_path_factory, 'local_cluster_run', lambda train_dir: run_script(
+        SCRIPT, '--local_cluster=2', *train_flags(synthetic_data_dir, train_dir,
+                                                  **CLUSTER_FLAGS | TOWER_FLAGS)))
 
 
 def test_local_cluster_trains_and_every_task_ends_by_itself(local_cluster_run):
@@ -391,14 +391,14 @@ def test_tasks_killed_at_any_moment_and_started_again_let_the_cluster_train_on(
 def test_a_task_that_stays_dead_is_named_at_once_and_stops_the_others_with_one_line(
         lost, start_script, synthetic_data_dir, tmp_path):
     cluster, tasks = start_cluster(start_script, synthetic_data_dir, tmp_path,
-                                 task_timeout_secs=3, max_steps=1000)
+                                 task_timeout_secs=5, max_steps=1000)
     tasks['worker0'].wait_for(r': step 10, ')
     kill(tasks.pop(lost))
     job, index = lost[:-1], int(lost[-1])
     lost_line = (r'^cifar10_distributed_train\.py: error: lost contact with /job:%s/task:%d at '
-                 r'127\.0\.0\.1:\d+: no answer for 3 s \(--task_timeout_secs\): ' % (job, index))
+                 r'127\.0\.0\.1:\d+: no answer for 5 s \(--task_timeout_secs\): ' % (job, index))
     quiet_line = (r'^/job:%s/task:%d at 127\.0\.0\.1:\d+ does not answer: waiting for it up to '
-                  r'3 s \(--task_timeout_secs\)\.$' % (job, index))
+                  r'5 s \(--task_timeout_secs\)\.$' % (job, index))
 
     outputs = {}
     for name, task in tasks.items():

@@ -54,7 +54,7 @@ def test_training_through_the_tf_data_pipeline_learns_too(synthetic_data_dir, tm
     train_dir = tmp_path / 'train'
     result = run_script('cifar10_train.py', '--input_pipeline=dataset',
                         '--data_dir=%s' % synthetic_data_dir, '--train_dir=%s' % train_dir,
-                        '--batch_size=128', '--max_steps=150', '--log_frequency=10')
+                        '--batch_size=64', '--max_steps=150', '--log_frequency=10')
     assert result.returncode == 0, result.stderr
     assert result.stderr == ''
     losses = [loss for _, loss in logged_steps(result.stdout)]

@@ -231,10 +231,9 @@ def test_bf16_is_said_to_be_slower_on_a_cpu_without_bfloat16_instructions(
         assert 'slower, not faster' in reason
 
 
-@pytest.mark.parametrize('flag', ['--mixed_precision=fp16', '--use_fp16'])
-@pytest.mark.parametrize('script, folder_flags', [
-    ('cifar10_train.py', ['--train_dir']),
-    ('cifar10_eval.py', ['--checkpoint_dir', '--eval_dir'])])
+@pytest.mark.parametrize('script, flag, folder_flags', [
+    ('cifar10_train.py', '--mixed_precision=fp16', ['--train_dir']),
+    ('cifar10_eval.py', '--use_fp16', ['--checkpoint_dir', '--eval_dir'])])
 def test_float16_without_a_gpu_is_refused_in_one_line_naming_bf16(
         script, folder_flags, flag, synthetic_data_dir, tmp_path):
     result = run_script(script, flag, '--data_dir=%s' % synthetic_data_dir,
