@@ -396,7 +396,7 @@ def checkpoint_damage(checkpoint_path):
     try:
         for name in reader.get_variable_to_shape_map():
             reader.get_tensor(name)
-    except (tf.errors.OpError, ValueError) as e:
+    except (tf.errors.OpError, ValueError, IndexError) as e:  # IndexError: cut short.
         return 'its data cannot be read: %s' % error_reason(e)
     return None
 
