@@ -367,13 +367,18 @@ def test_tasks_killed_at_any_moment_and_started_again_let_the_cluster_train_on(
         kill_at(moment, victim, tasks, steps, tmp_path)
         tasks[victim] = start_task(start_script, cluster, synthetic_data_dir, tmp_path,
                                    victim[:-1], int(victim[-1]), use_tf_config=True, **flags)
-        if victim != 'worker1':  # The chief restores its last checkpoint.
-            tasks['worker0'].wait_for(r'^Resuming from .*/model\.ckpt-\d+ at step \d+\.$',
-                                      timeout=RECOVERY_DEADLINE_SECS)
-            steps.last['worker0'] = -1
-        steps.tasks = tasks
-        steps.wait_past('worker0', step_at_kill)  # Training goes on: nothing hangs.
-        steps.wait_past('worker1', steps.last['worker1'])
+        try:
+            if victim != 'worker1':  # The chief restores its last checkpoint.
+                tasks['worker0'].wait_for(r'^Resuming from .*/model\.ckpt-\d+ at step \d+\.$',
+                                          timeout=RECOVERY_DEADLINE_SECS)
+                steps.last['worker0'] = -1
+            steps.tasks = tasks
+            steps.wait_past('worker0', step_at_kill)  # Training goes on: nothing hangs.
+            steps.wait_past('worker1', steps.last['worker1'])
+        except AssertionError as e:
+            raise AssertionError('after %s was killed %s: %s\n%s' % (victim, moment, e, '\n'.join(
+                '--- %s:\n%s' % (name, ''.join(task.lines[-15:]))
+                for name, task in tasks.items()))) from None
 
     tasks['worker0'].proc.send_signal(signal.SIGTERM)
     outputs = {}
