@@ -1,7 +1,14 @@
+# Copyright 2015 The TensorFlow Authors. All Rights Reserved.
+# Licensed under the Apache License, Version 2.0 (see LICENSE); changed since.
+
 """A binary to train CIFAR-10 using multiple GPUs with synchronous updates.
 
-The original tutorial's published figures, with batch_size 128 (this port's
-own measurements are in the README's Results):
+Accuracy:
+cifar10_multi_gpu_train.py achieves ~86% accuracy after 100K steps (256
+epochs of data) as judged by cifar10_eval.py.
+
+Speed: With batch_size 128 (the original's figures; this port's are in
+docs/PERFORMANCE.md).
 
 System        | Step Time (sec/batch)  |     Accuracy
 --------------------------------------------------------------------
@@ -15,51 +22,29 @@ Usage (the data set is downloaded to --data_dir first if it is not there):
 
   python cifar10_multi_gpu_train.py --num_gpus=2
 
-One tower per device, each on its own batch from one shared input pipeline;
-the towers' gradients are averaged on the CPU and applied once per step, so a
+One tower per device, each on its own batch from one input pipeline; the
+towers' gradients are averaged on the CPU and applied once per step, so a
 step consumes --num_gpus batches. Without GPUs, --device_type=cpu places the
 towers on that many logical CPU devices. Checkpoints, resume, Ctrl-C and the
-log line are those of cifar10_train.py, whose flags this script shares, and
-cifar10_eval.py evaluates its checkpoints unchanged.
+log line are those of cifar10_train.py, whose flags this script shares.
 """
-
 
 import cifar10
 import cifar10_train
-from cifar10_input import tf
+from cifar10_support import checkpoints
+from cifar10_support.runtime import UserError, tf
 
 FLAGS = tf.app.flags.FLAGS
 
 tf.app.flags.DEFINE_integer('num_gpus', 1,
-                            """How many GPUs to use (one tower each).""",
-                            lower_bound=1)
+                            """How many GPUs to use.""", lower_bound=1)
 tf.app.flags.DEFINE_enum('device_type', 'gpu', ['gpu', 'cpu'],
-                         """Place the towers on GPUs, or on logical CPU
-                         devices (to run without GPUs).""")
+                         """Place the towers on GPUs, or on logical CPU devices (to
+                         run without GPUs).""")
 
+FLAGS_USED = cifar10_train.FLAGS_USED + ['num_gpus', 'device_type']
 # The original multi-GPU script trained ten times longer by default.
 MAX_STEPS_DEFAULT = 1000000
-
-
-def prefetch_queue(tensors, capacity):
-    """Queues whole batches, so that each tower dequeues its own.
-
-    A FIFOQueue filled by its own QueueRunner, as tf.contrib.slim's
-    prefetch_queue was.
-
-    Args:
-      tensors: the batch tensors (images, labels).
-      capacity: how many batches the queue holds.
-
-    Returns:
-      The queue; dequeue() gives one batch.
-    """
-    queue = tf.FIFOQueue(capacity, dtypes=[t.dtype for t in tensors],
-                         shapes=[t.shape for t in tensors], name='batch_queue')
-    tf.train.add_queue_runner(tf.train.QueueRunner(queue, [queue.enqueue(tensors)]))
-    tf.summary.scalar('batch_queue/fraction_of_%d_full' % capacity,
-                      tf.cast(queue.size(), tf.float32) / capacity)
-    return queue
 
 
 def tower_loss(scope, images, labels):
@@ -76,7 +61,8 @@ def tower_loss(scope, images, labels):
     # Build inference Graph.
     logits = cifar10.inference(images)
 
-    # Build the portion of the Graph calculating the losses. Only this tower's
+    # Build the portion of the Graph calculating the losses. Note that we will
+    # assemble the total_loss using a custom function below; only this tower's
     # losses are summed, although the 'losses' collection holds every tower's.
     return cifar10.loss(logits, labels, scope)
 
@@ -88,55 +74,55 @@ def average_gradients(tower_grads):
 
     Args:
       tower_grads: List of lists of (gradient, variable) tuples. The outer list
-        is over towers. The inner list is over individual gradients.
-
+        is over individual gradients. The inner list is over the gradient
+        calculation for each tower.
     Returns:
-       List of pairs of (gradient, variable) where the gradient has been
-       averaged across all towers.
+       List of pairs of (gradient, variable) where the gradient has been averaged
+       across all towers.
     """
     average_grads = []
     for grad_and_vars in zip(*tower_grads, strict=True):
         # Note that each grad_and_vars looks like the following:
         #   ((grad0_gpu0, var0_gpu0), ... , (grad0_gpuN, var0_gpuN))
-        grads = [tf.expand_dims(grad, 0) for grad, _ in grad_and_vars]
-        grad = tf.reduce_mean(tf.concat(grads, 0), 0)
+        grads = [tf.expand_dims(g, 0) for g, _ in grad_and_vars]
+
+        # Average over the 'tower' dimension.
+        grad = tf.reduce_mean(tf.concat(axis=0, values=grads), 0)
 
         # Keep in mind that the Variables are redundant because they are shared
         # across towers. So .. we will just return the first tower's pointer to
         # the Variable.
-        average_grads.append((grad, grad_and_vars[0][1]))
+        v = grad_and_vars[0][1]
+        average_grads.append((grad, v))
     return average_grads
 
 
-def _mean_over_towers(tower_tensors):
-    """Averages one loss over the towers, named as the single-device trainer
-    names it ('tower_1/cross_entropy' -> 'cross_entropy'), so that the loss
-    summaries and their moving-average variables match it.
-
-    Args:
-      tower_tensors: the same scalar loss from each tower.
-
-    Returns:
-      Their mean.
-    """
-    name = cifar10.strip_tower_prefix(tower_tensors[0].op.name)
-    return tf.reduce_mean(tf.stack(tower_tensors), name=name)
+def prefetch_queue(tensors, capacity):
+    """A queue of whole batches, filled by its own QueueRunner (as slim's
+    prefetch_queue was), from which each tower dequeues its own."""
+    queue = tf.FIFOQueue(capacity, dtypes=[t.dtype for t in tensors],
+                         shapes=[t.shape for t in tensors], name='batch_queue')
+    tf.train.add_queue_runner(tf.train.QueueRunner(queue, [queue.enqueue(tensors)]))
+    tf.summary.scalar('batch_queue/fraction_of_%d_full' % capacity,
+                      tf.cast(queue.size(), tf.float32) / capacity)
+    return queue
 
 
 def build_training(global_step, next_batch, devices, replicas_per_step=1,
                    wrap_optimizer=None):
     """Builds the towers, the averaged update and the summaries.
 
-    Variables live on the CPU and are shared by every tower; each tower sums
-    only its own losses; the averaged gradients are applied once, then the
-    moving averages of the weights are updated.
+    Variables live on the CPU, shared by every tower; each tower sums only
+    its own losses; the averaged gradients are applied once, then the moving
+    averages of the weights are updated. The losses' summaries and moving
+    averages are of the towers' means, under the single-device names.
 
     Args:
       global_step: the global step variable.
       next_batch: function returning (images, labels) for one tower.
       devices: one device name per tower.
-      replicas_per_step: how many replicas of these towers (cluster
-        workers) train each global step together, for the learning rate.
+      replicas_per_step: how many replicas of these towers (cluster workers)
+        train each global step together, for the learning rate.
       wrap_optimizer: passed to cifar10.apply_gradients (the distributed
         trainer's synchronous optimizer).
 
@@ -145,34 +131,38 @@ def build_training(global_step, next_batch, devices, replicas_per_step=1,
       total_loss: the towers' mean total loss.
       summary_op: the summaries of the last tower and of the update.
     """
-    # The schedule counts examples: each step consumes one batch per tower
-    # of each replica.
+    # The schedule counts examples: a step consumes a batch per tower and replica.
     opt = cifar10.optimizer(cifar10.learning_rate(
         global_step, batches_per_step=len(devices) * replicas_per_step))
 
+    # Calculate the gradients for each model tower.
     tower_grads, tower_losses, tower_totals = [], [], []
     with tf.variable_scope(tf.get_variable_scope()):
         for i, device in enumerate(devices):
             with tf.device(device):
                 with tf.name_scope('%s_%d' % (cifar10.TOWER_NAME, i)) as scope:
-                    images, labels = next_batch()
-
-                    # Calculate the loss for one tower of the CIFAR model.
-                    # This function constructs the entire CIFAR model but
-                    # shares the variables across all towers.
-                    tower_totals.append(tower_loss(scope, images, labels))
+                    # Dequeues one batch for the GPU
+                    image_batch, label_batch = next_batch()
+                    # Calculate the loss for one tower of the CIFAR model. This function
+                    # constructs the entire CIFAR model but shares the variables across
+                    # all towers.
+                    tower_totals.append(tower_loss(scope, image_batch, label_batch))
                     tower_losses.append(tf.get_collection('losses', scope))
 
                     # Reuse variables for the next tower.
                     tf.get_variable_scope().reuse_variables()
 
-                    # Calculate the gradients for the batch of data on this
-                    # CIFAR tower.
+                    # Calculate the gradients for the batch of data on this CIFAR tower.
                     tower_grads.append(opt.compute_gradients(tower_totals[-1]))
 
-    # The losses of the whole step, with their moving averages and summaries.
-    losses = [_mean_over_towers(list(each)) for each in zip(*tower_losses, strict=True)]
-    total_loss = _mean_over_towers(tower_totals)
+    # The step's losses, named as the single-device trainer's
+    # ('tower_1/cross_entropy' -> 'cross_entropy'), with their summaries.
+    def mean_over_towers(tensors):
+        return tf.reduce_mean(tf.stack(tensors),
+                              name=cifar10.strip_tower_prefix(tensors[0].op.name))
+
+    losses = [mean_over_towers(list(each)) for each in zip(*tower_losses, strict=True)]
+    total_loss = mean_over_towers(tower_totals)
     loss_averages_op = cifar10.add_loss_summaries(total_loss, losses)
 
     # We must calculate the mean of each gradient. Note that this is the
@@ -182,8 +172,7 @@ def build_training(global_step, next_batch, devices, replicas_per_step=1,
                         loss_averages_op)
 
     # Retain the summaries from the final tower, and those outside the towers.
-    other_towers = tuple('%s_%d/' % (cifar10.TOWER_NAME, i)
-                         for i in range(len(devices) - 1))
+    other_towers = tuple('%s_%d/' % (cifar10.TOWER_NAME, i) for i in range(len(devices) - 1))
     summary_op = tf.summary.merge(
         [summary for summary in tf.get_collection(tf.GraphKeys.SUMMARIES)
          if not summary.op.name.startswith(other_towers)])
@@ -208,11 +197,10 @@ def tower_devices(config, num_towers, device_type):
         present = [device.name for device in sess.list_devices()
                    if device.device_type == device_type.upper()]
     if len(present) < num_towers:
-        raise cifar10.UserError(
-            '--num_gpus=%d asks for %d towers, but this machine has %d %s '
-            'device(s): lower --num_gpus, or pass --device_type=cpu to run the '
-            'towers on CPU devices' % (num_towers, num_towers, len(present),
-                                       device_type.upper()))
+        raise UserError('--num_gpus=%d asks for %d towers, but this machine has %d %s '
+                        'device(s): lower --num_gpus, or pass --device_type=cpu to run the '
+                        'towers on CPU devices' % (num_towers, num_towers, len(present),
+                                                   device_type.upper()))
     return ['/%s:%d' % (device_type, i) for i in range(num_towers)]
 
 
@@ -224,17 +212,18 @@ def train(config, devices):
       devices: one device name per tower, from tower_devices().
     """
     with tf.Graph().as_default(), tf.device('/cpu:0'):
+        # Create a variable to count the number of train() calls. This equals the
+        # number of batches processed * FLAGS.num_gpus.
         global_step = tf.train.get_or_create_global_step()
 
-        # One input pipeline for all towers, feeding a queue of whole batches.
+        # Get images and labels for CIFAR-10: one input pipeline for all towers.
         images, labels = cifar10.distorted_inputs()
         batch_queue = prefetch_queue([images, labels], capacity=2 * len(devices))
 
-        train_op, total_loss, summary_op = build_training(
-            global_step, batch_queue.dequeue, devices)
-        cifar10_train.train_loop(train_op, total_loss, global_step,
-                                 num_towers=len(devices), summary_op=summary_op,
-                                 config=config)
+        train_op, total_loss, summary_op = build_training(global_step, batch_queue.dequeue,
+                                                          devices)
+        cifar10_train.train_loop(train_op, total_loss, global_step, num_towers=len(devices),
+                                 summary_op=summary_op, config=config)
 
 
 def main(argv=None):  # pylint: disable=unused-argument
@@ -243,7 +232,7 @@ def main(argv=None):  # pylint: disable=unused-argument
         FLAGS.log_device_placement,
         num_cpu_devices=FLAGS.num_gpus if FLAGS.device_type == 'cpu' else 1)
     devices = tower_devices(config, FLAGS.num_gpus, FLAGS.device_type)
-    with cifar10_train.claim_train_dir(FLAGS.train_dir):
+    with checkpoints.claim_train_dir(FLAGS.train_dir):
         cifar10.maybe_download_and_extract()
         train(config, devices)
 
@@ -251,7 +240,7 @@ def main(argv=None):  # pylint: disable=unused-argument
 def run():
     """Console-script entry point: parses the flags and trains."""
     FLAGS.set_default('max_steps', MAX_STEPS_DEFAULT)
-    cifar10.run(main, cifar10_train)
+    cifar10.run(main, FLAGS_USED)
 
 
 if __name__ == '__main__':

@@ -24,7 +24,6 @@ CIFAR-10 names. A file that cannot be classified gets one line on stderr
 saying why; the others are still classified, and the exit status is 1.
 """
 
-import os
 import sys
 
 import numpy as np
@@ -32,7 +31,8 @@ import numpy as np
 import cifar10
 import cifar10_eval  # noqa: F401  (defines --checkpoint_dir)
 import cifar10_input
-from cifar10_input import tf
+from cifar10_support import checkpoints
+from cifar10_support.runtime import UserError, error_reason, tf
 
 FLAGS = tf.app.flags.FLAGS
 
@@ -41,8 +41,7 @@ tf.app.flags.DEFINE_integer('top_k', 3, """How many of the most likely classes t
 tf.app.flags.DEFINE_string('checkpoint_path', '',
                            """A checkpoint to use, such as /tmp/cifar10_train/model.ckpt-1000,
                            instead of the newest in --checkpoint_dir.""")
-# --checkpoint_dir is the evaluator's flag, listed in this script's --help too.
-tf.app.flags.declare_key_flag('checkpoint_dir', flag_values=FLAGS)
+FLAGS_USED = cifar10.MODEL_FLAGS + ['checkpoint_dir', 'checkpoint_path', 'top_k']
 
 # Files with this ending are read as CIFAR-10 binary files, any other as an image.
 BINARY_FILE_EXTENSION = '.bin'
@@ -60,26 +59,18 @@ def checkpoint_to_restore():
     """
     if FLAGS.checkpoint_path:
         if not tf.gfile.Exists(FLAGS.checkpoint_path + '.index'):
-            raise cifar10.UserError(
+            raise UserError(
                 'no checkpoint %s (no %s.index): give --checkpoint_path a path prefix '
                 'such as /tmp/cifar10_train/model.ckpt-1000'
                 % (FLAGS.checkpoint_path, FLAGS.checkpoint_path))
         return FLAGS.checkpoint_path
-    paths, state_damage = cifar10.list_checkpoints(FLAGS.checkpoint_dir)
-    if state_damage:
-        print('%s is damaged (%s): passing over it, to the checkpoint files.'
-              % (os.path.join(FLAGS.checkpoint_dir, cifar10.STATE_FILENAME), state_damage),
-              file=sys.stderr, flush=True)
-    if not paths:
-        raise cifar10.UserError('No checkpoint file found in %s' % FLAGS.checkpoint_dir)
-    for checkpoint_path in reversed(paths):
-        damage = cifar10.checkpoint_damage(checkpoint_path)
-        if damage is None:
-            return checkpoint_path
-        print('%s is damaged (%s): passing over it.' % (checkpoint_path, damage),
-              file=sys.stderr, flush=True)
-    raise cifar10.UserError('no checkpoint in %s restores: all %d are damaged'
-                            % (FLAGS.checkpoint_dir, len(paths)))
+    if not checkpoints.list_checkpoints(FLAGS.checkpoint_dir)[0]:
+        raise UserError('No checkpoint file found in %s' % FLAGS.checkpoint_dir)
+    checkpoint_path = checkpoints.newest_whole_checkpoint(
+        FLAGS.checkpoint_dir, lambda line: print(line, file=sys.stderr, flush=True))
+    if checkpoint_path is None:
+        raise UserError('no checkpoint in %s restores: all are damaged' % FLAGS.checkpoint_dir)
+    return checkpoint_path
 
 
 def restore(sess, saver, checkpoint_path):
@@ -93,23 +84,26 @@ def restore(sess, saver, checkpoint_path):
     Raises:
       UserError: if the checkpoint is damaged or not of this model.
     """
-    damage = cifar10.restore_checkpoint(
+    damage = checkpoints.restore_checkpoint(
         sess, saver, cifar10.averaged_variables(), checkpoint_path,
         'cannot restore the averaged weights from %s, it does not fit this model (%s): '
         'give a checkpoint the trainer wrote, with --use_fp16 as in training')
     if damage is not None:
-        raise cifar10.UserError('%s is damaged (%s): give an older checkpoint with '
+        raise UserError('%s is damaged (%s): give an older checkpoint with '
                                 '--checkpoint_path' % (checkpoint_path, damage))
 
 
-def _decode_image(encoded):
-    """Decodes a PNG, JPEG, GIF, BMP or WebP image to [32, 32, 3] uint8 RGB.
+def decode_image(encoded):
+    """Decodes a PNG, JPEG, GIF, BMP or WebP image to [32, 32, 3] uint8 RGB:
+    greyscale becomes RGB and alpha is dropped; an animation gives its first
+    frame; an image of another size is resized, stretched to a square if it
+    is not one (bilinear, antialiased). The exported model decodes with it.
 
-    Greyscale becomes RGB and alpha is dropped; an animation gives its first
-    frame, but an animated WebP is refused (TensorFlow decodes those only as
-    RGBA, and decoding one with its own channels crashed TensorFlow 2.21);
-    an image of another size is resized, stretched to a square if it is not
-    one (bilinear, antialiased).
+    Args:
+      encoded: a scalar string Tensor, the file's bytes.
+
+    Returns:
+      The [32, 32, 3] uint8 Tensor.
     """
     image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
     size = [cifar10.ORIGINAL_IMAGE_SIZE] * 2
@@ -138,7 +132,7 @@ def read_images(paths):
     """
     with tf.Graph().as_default(), tf.Session(config=cifar10.session_config()) as sess:
         encoded = tf.placeholder(tf.string, [])
-        decoded_image = _decode_image(encoded)
+        decoded_image = decode_image(encoded)
         record_labels, record_images = cifar10_input.decode_records(encoded)
         names, images, labels, failures = [], [], [], []
         for path in paths:
@@ -167,7 +161,7 @@ def read_images(paths):
                 images.append(sess.run(decoded_image, {encoded: contents}))
             except tf.errors.OpError as e:
                 failures.append((path, 'cannot decode it as an image (%s)'
-                                 % cifar10.error_reason(e)))
+                                 % error_reason(e)))
                 continue
             names.append(path)
             labels.append(None)
@@ -220,7 +214,7 @@ def main(argv):
     """Classifies the files argv[1:] names; returns 1 if any could not be read."""
     paths = argv[1:]
     if not paths:
-        raise cifar10.UserError('name the image files or CIFAR-10 .bin files to classify, '
+        raise UserError('name the image files or CIFAR-10 .bin files to classify, '
                                 'as in: cifar10-predict --checkpoint_dir=%s cat.png'
                                 % FLAGS.checkpoint_dir)
     checkpoint_path = checkpoint_to_restore()
@@ -241,7 +235,7 @@ def main(argv):
 
 def run():
     """Console-script entry point: parses the flags and classifies."""
-    cifar10.run(main, takes_arguments=True)
+    cifar10.run(main, FLAGS_USED, takes_arguments=True)
 
 
 if __name__ == '__main__':

@@ -1,7 +1,7 @@
 """Where a training step's time goes: TensorFlow's own per-op timings.
 
   python bench/profile_step.py [--batch_size=128] [--steps=20] [--top=15]
-      [--tf_lrn] [--tf_histograms] [--mixed_precision=none|bf16|fp16]
+      [--tf_lrn] [--mixed_precision=none|bf16|fp16]
 
 Traces --steps runs of the compute-only training step (train_throughput.py's
 ceiling: cifar10.train on one constant in-memory batch) with
@@ -19,10 +19,7 @@ weight and gradient, the images, the scalars), alternating the two.
 
 --tf_lrn builds the model with TensorFlow's own LRN kernels (tf.nn.lrn), as
 the original did, in place of cifar10.local_response_normalization's
-rewrite, to see what the rewrite saves. --tf_histograms writes the
-histogram summaries with tf.raw_ops.HistogramSummary, as the original did,
-in place of cifar10._histogram_summary's whole-tensor ops (the same
-histograms), to see what those save in the summary step.
+rewrite, to see what the rewrite saves.
 --mixed_precision builds and runs the step as the trainers do with that flag.
 """
 
@@ -37,8 +34,7 @@ import common
 from train_throughput import build_ceiling_step
 
 
-def profile(batch_size, steps, warmup_steps, tf_lrn=False, tf_histograms=False,
-            mixed_precision='none'):
+def profile(batch_size, steps, warmup_steps, tf_lrn=False, mixed_precision='none'):
     """Traces the training step and sums op time per op type.
 
     Args:
@@ -46,8 +42,6 @@ def profile(batch_size, steps, warmup_steps, tf_lrn=False, tf_histograms=False,
       steps: traced steps.
       warmup_steps: untraced steps first.
       tf_lrn: build the model with tf.nn.lrn, the original's LRN.
-      tf_histograms: write the histograms with tf.raw_ops.HistogramSummary,
-        the original's op.
       mixed_precision: the --mixed_precision to build and run the step with.
 
     Returns:
@@ -61,9 +55,6 @@ def profile(batch_size, steps, warmup_steps, tf_lrn=False, tf_histograms=False,
         cifar10._lrn = lambda x: tf.nn.lrn(
             x, cifar10.LRN_DEPTH_RADIUS, bias=cifar10.LRN_BIAS, alpha=cifar10.LRN_ALPHA,
             beta=cifar10.LRN_BETA)
-    if tf_histograms:
-        cifar10._histogram_summary = lambda tag, tensor: tf.add_to_collection(
-            tf.GraphKeys.SUMMARIES, tf.raw_ops.HistogramSummary(tag=tag, values=tensor))
     micros_by_type = collections.Counter()
     step_secs = []
     plain_secs, summary_secs = [], []
@@ -106,14 +97,11 @@ def main():
     parser.add_argument('--top', type=int, default=15, help='op types to list')
     parser.add_argument('--tf_lrn', action='store_true',
                         help="TensorFlow's own LRN kernels, as the original")
-    parser.add_argument('--tf_histograms', action='store_true',
-                        help="TensorFlow's own HistogramSummary op, as the original")
     parser.add_argument('--mixed_precision', default='none', choices=['none', 'bf16', 'fp16'])
     parser.add_argument('--json', default=None, help='also write the results here')
     args = parser.parse_args()
     millis, step_secs, plain_secs, summary_secs = profile(
-        args.batch_size, args.steps, args.warmup_steps, args.tf_lrn, args.tf_histograms,
-        args.mixed_precision)
+        args.batch_size, args.steps, args.warmup_steps, args.tf_lrn, args.mixed_precision)
     total = sum(millis.values())
     print('untraced step: %.1f ms; with the summaries: %.1f ms, which every 100 steps '
           'adds %.1f%%' % (1000 * plain_secs, 1000 * summary_secs,
@@ -127,7 +115,6 @@ def main():
     if args.json:
         common.write_json(args.json, {'batch_size': args.batch_size, 'steps': args.steps,
                                       'tf_lrn': args.tf_lrn,
-                                      'tf_histograms': args.tf_histograms,
                                       'mixed_precision': args.mixed_precision,
                                       'traced_step_secs': step_secs,
                                       'step_secs': plain_secs,

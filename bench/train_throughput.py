@@ -89,7 +89,7 @@ TABLE = [
 SPLITS = [('Keras', 'keras', 'keras_band', 'tf.nn.lrn'),
           ('PyTorch', 'torch', 'torch_band', 'nn.LocalResponseNorm')]
 # The trainer writes summaries once every this many steps
-# (cifar10_train.SAVE_SUMMARY_STEPS).
+# (cifar10_support.training.SAVE_SUMMARY_STEPS).
 SUMMARY_STEPS = 100
 MATMUL_SIZES = [1024, 2048, 4096]
 MATMUL_SECONDS_PER_SIZE = 3.0

@@ -3,7 +3,8 @@ turns so that the machine's drift cannot decide it.
 
   python bench/trainer_gap.py [--data_dir=/tmp/cifar10_bench] [--steps=2000]
       [--turn_secs=2] [--mixed_precision=none|bf16|fp16] [--json=out.json]
-      [--candidate=trainer|loop_ceiling|ceiling] [cifar10_train.py flags,
+      [--candidate=trainer|loop_ceiling|ceiling] [--baseline_repo=PATH]
+      [cifar10_train.py flags,
       such as --input_pipeline=dataset]
 
 The ceiling (train_throughput.py's: the training step on one constant
@@ -25,6 +26,11 @@ ceiling is printed with and without the trainer's summary steps (and the
 step after each, in whose time the trainer writes the event), and the
 quartiles of the ratio over pairs of neighbouring turns show its spread.
 It ends when either process has run --steps steps.
+
+--baseline_repo=PATH sets another copy of the project's trainer (an older
+commit's, checked out in PATH) in the ceiling's place, with the same flags:
+the ratio is then this trainer's speed over that one's, before and after a
+change, in one run.
 
 --candidate=loop_ceiling sets the ceiling's step run by the trainer's loop
 (cifar10_train.train_loop: its hooks, a log line every step, the summaries)
@@ -192,11 +198,13 @@ def child_command(args, measure):
             '--mixed_precision=%s' % args.mixed_precision]
 
 
-def candidate_command(args, train_dir, trainer_flags):
-    """The command of what --candidate sets against the ceiling."""
+def candidate_command(args, train_dir, trainer_flags, repo=common.REPO_ROOT):
+    """The command of what --candidate sets against the ceiling (the
+    trainer: that of the project in repo)."""
     if args.candidate != 'trainer':
         return child_command(args, args.candidate)
-    return [sys.executable, 'cifar10_train.py', '--data_dir=%s' % args.data_dir,
+    return [sys.executable, os.path.join(repo, 'cifar10_train.py'),
+            '--data_dir=%s' % args.data_dir,
             '--train_dir=%s' % train_dir, '--batch_size=%d' % args.batch_size,
             '--max_steps=%d' % args.steps, '--log_frequency=1',
             '--save_checkpoint_steps=%d' % (10 * args.steps),
@@ -223,6 +231,9 @@ def main():
                         "ceiling's step in the trainer's loop (hooks, log lines and "
                         'summaries, no input pipeline); or the ceiling itself, to see '
                         'what the turns alone make of two equal processes')
+    parser.add_argument('--baseline_repo', default=None,
+                        help="set the trainer of the project in this folder (another "
+                        "commit's) in the ceiling's place")
     args, trainer_flags = parser.parse_known_args()
     if args.measure == 'ceiling':
         run_ceiling(args.batch_size, args.steps, args.mixed_precision)
@@ -233,8 +244,13 @@ def main():
         return
 
     common.ensure_data(args.data_dir)
-    with tempfile.TemporaryDirectory() as train_dir:
-        ceiling = Child(child_command(args, 'ceiling'))
+    with tempfile.TemporaryDirectory() as train_dir, \
+            tempfile.TemporaryDirectory() as baseline_dir:
+        if args.baseline_repo:
+            ceiling = Child(candidate_command(args, baseline_dir, trainer_flags,
+                                              os.path.abspath(args.baseline_repo)))
+        else:
+            ceiling = Child(child_command(args, 'ceiling'))
         trainer = Child(candidate_command(args, train_dir, trainer_flags))
         children = [ceiling, trainer]
         try:
@@ -242,7 +258,8 @@ def main():
         finally:
             errors = [child.finish() for child in children]
     loop_lines = args.candidate != 'ceiling'  # The trainer's loop logs the steps.
-    steps = [counted_steps(step_times(child.lines, trainer=loop_lines and child is trainer),
+    steps = [counted_steps(step_times(child.lines, trainer=loop_lines and (
+        child is trainer or bool(args.baseline_repo))),
                            child_turns,
                            args.warmup_steps)
              for child, child_turns in zip(children, turns, strict=True)]
@@ -261,8 +278,10 @@ def main():
             pairs.append(rate(trainer_turn, 1) / rate(ceiling_turn, 1))
     quartiles = statistics.quantiles(pairs, n=4) if len(pairs) > 1 else []
     summary_steps = sum(1 for step, _, _ in trainer_steps if step % SUMMARY_STEPS == 0)
+    reference = ('cifar10_train.py of %s' % args.baseline_repo if args.baseline_repo
+                 else 'ceiling (constant batch, compute only)')
     result = {
-        'candidate': args.candidate,
+        'candidate': args.candidate, 'baseline_repo': args.baseline_repo,
         'batch_size': args.batch_size, 'mixed_precision': args.mixed_precision,
         'trainer_flags': trainer_flags, 'turn_secs': args.turn_secs, 'turns': len(pairs),
         'ceiling_steps': len(ceiling_steps), 'trainer_steps': len(trainer_steps),
@@ -281,7 +300,7 @@ def main():
         'Trainer vs ceiling in %d turns of %.1f s each, batch %d, --mixed_precision=%s'
         % (len(pairs), args.turn_secs, args.batch_size, args.mixed_precision),
         ['', 'steps counted', 'examples/sec', 'x ceiling'],
-        [['ceiling (constant batch, compute only)', str(len(ceiling_steps)),
+        [[reference, str(len(ceiling_steps)),
           '%.0f' % ceiling_rate, '1.000'],
          ['%s (%d summary steps)' % (CANDIDATES[args.candidate], summary_steps),
           str(len(trainer_steps)),

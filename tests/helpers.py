@@ -28,7 +28,7 @@ SAMPLE_DIR = Path(os.environ.get('CIFAR10_SAMPLE_DIR',
                                  REPO.parent / 'shared' / 'cifar10-sample'))
 sys.path.insert(0, str(REPO))
 
-from cifar10_download import DATA_SUBDIR  # noqa: E402  (after the path is set)
+from cifar10_support.download import DATA_SUBDIR  # noqa: E402  (after the path is set)
 
 # The binary release's files, as the tests expect the scripts to read them.
 TRAIN_FILES = ['data_batch_%d.bin' % i for i in range(1, 6)]
@@ -231,9 +231,8 @@ TRAINED_RUN_FLAGS = dict(batch_size=128, max_steps=150, save_checkpoint_steps=50
 MULTI_TOWER_FLAGS = dict(TRAINED_RUN_FLAGS, batch_size=64, device_type='cpu', num_gpus=2)
 
 # A short --mixed_precision=bf16 run on the learnable synthetic data (fp16
-# needs a GPU), on batches of 64: CPUs without bfloat16 instructions emulate
-# it, several times slower.
-BF16_RUN_FLAGS = dict(TRAINED_RUN_FLAGS, mixed_precision='bf16', batch_size=64)
+# needs a GPU).
+BF16_RUN_FLAGS = dict(TRAINED_RUN_FLAGS, mixed_precision='bf16')
 
 # The precision @ 1 a short run on the learnable synthetic data must beat:
 # three times chance (0.1), nine standard errors above it on the 200 test
@@ -249,12 +248,12 @@ LEARNED_PRECISION = 0.3
 
 def checkpoint_steps(train_dir):
     """The global steps of the checkpoints the 'checkpoint' file lists."""
-    import cifar10_eval  # TensorFlow: only here, see the module's docstring.
+    from cifar10_support import checkpoints  # TensorFlow: only here.
 
-    state = cifar10_eval.tf.train.get_checkpoint_state(str(train_dir))
+    state = checkpoints.tf.train.get_checkpoint_state(str(train_dir))
     if not state:
         return []
-    return [cifar10_eval.checkpoint_step(p) for p in state.all_model_checkpoint_paths]
+    return [checkpoints.checkpoint_step(p) for p in state.all_model_checkpoint_paths]
 
 
 def random_batch_and_model(seed, batch_size):

@@ -11,6 +11,7 @@ from helpers import DATA_SUBDIR, checkpoint_steps, run_script, train_flags
 import cifar10
 import cifar10_input
 from cifar10 import tf
+from cifar10_support import runtime
 
 
 def assert_one_line_error(result, script, message):
@@ -41,12 +42,11 @@ def test_a_flag_the_script_does_not_know_or_a_bad_value_is_refused_in_one_line(
     (['--no_such_flag'], 'unknown flag --no_such_flag (--help lists the flags)'),
 ])
 def test_each_refused_flag_is_said_in_one_line(argv, message):
-    import cifar10_eval  # noqa: F401  (defines the evaluator's flags)
+    import cifar10_eval  # Defines the evaluator's flags.
 
-    key_flags = [flag.name for flag in cifar10.FLAGS.get_key_flags_for_module(cifar10_eval)]
     with flagsaver.flagsaver(), pytest.raises(absl_flags.Error) as error:
         cifar10.FLAGS(['cifar10_eval.py'] + argv)
-    assert cifar10._flag_error(error.value, key_flags) == message
+    assert runtime.flag_error(error.value, cifar10_eval.FLAGS_USED) == message
 
 
 def test_a_train_dir_that_cannot_be_created_is_refused_in_one_line_before_any_work(

@@ -17,6 +17,7 @@ from helpers import (
 
 import cifar10
 from cifar10 import tf
+from cifar10_support import checkpoints
 
 
 def change_bytes_in_the_data(prefix):
@@ -70,15 +71,15 @@ def test_each_kind_of_damage_is_told_from_a_whole_checkpoint_with_its_reason(
         variables = {v.op.name: v for v in tf.global_variables()}
         saver = tf.train.Saver(variables)
         with tf.Session() as sess:
-            assert cifar10.restore_checkpoint(sess, saver, variables, str(checkpoint),
+            assert checkpoints.restore_checkpoint(sess, saver, variables, str(checkpoint),
                                               '%s %s') is None
-            assert cifar10.checkpoint_damage(str(checkpoint)) is None
+            assert checkpoints.checkpoint_damage(str(checkpoint)) is None
             DAMAGE[damage](checkpoint)
-            said = cifar10.restore_checkpoint(sess, saver, variables, str(checkpoint), '%s %s')
+            said = checkpoints.restore_checkpoint(sess, saver, variables, str(checkpoint), '%s %s')
     assert re.fullmatch(r'its (index|data) .+', said), said
     assert '\n' not in said
     # The same verdict, read tensor by tensor without a session.
-    assert cifar10.checkpoint_damage(str(checkpoint)).startswith(said[:len('its index')])
+    assert checkpoints.checkpoint_damage(str(checkpoint)).startswith(said[:len('its index')])
 
 
 def test_trainer_passes_over_a_damaged_newest_checkpoint_deleting_nothing(
@@ -188,7 +189,7 @@ def test_a_server_out_of_reach_during_a_restore_does_not_make_the_checkpoint_dam
             sess.run(variable.initializer)
             checkpoint = tf.train.Saver().save(sess, str(tmp_path / 'model.ckpt'), global_step=1)
             with pytest.raises(tf.errors.UnavailableError):  # The session is made again.
-                cifar10.restore_checkpoint(sess, SaverOfAnUnreachableServer(),
+                checkpoints.restore_checkpoint(sess, SaverOfAnUnreachableServer(),
                                            {'weight': variable}, checkpoint, '%s %s')
 
 
@@ -215,7 +216,7 @@ def test_checkpoints_are_found_by_their_files_whatever_the_state_file_holds(
     for step in (50, 100, 150):
         publish_checkpoint(trained_run[0], tmp_path, step)
     write_state_file(tmp_path, STATE_FILE_DAMAGE[damage])
-    paths, state_damage = cifar10.list_checkpoints(str(tmp_path))
+    paths, state_damage = checkpoints.list_checkpoints(str(tmp_path))
     assert paths == [str(tmp_path / ('model.ckpt-%d' % step)) for step in (50, 100, 150)]
     assert (state_damage is None) == (damage in ('an older checkpoint only',
                                                  'a checkpoint elsewhere'))

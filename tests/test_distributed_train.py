@@ -463,9 +463,12 @@ TF_CONFIG = ('{"cluster": {"ps": ["ps0:2222"], "worker": ["worker0:2222", "worke
          '"task": {"type": "chief", "index": 0}}',
      ({'ps': ['p:3'], 'worker': ['c:1', 'w:2']}, 'worker', 0)),
 ])
-def test_cluster_comes_from_the_four_flags_or_from_tf_config(flags, tf_config, expected):
+def test_cluster_comes_from_the_four_flags_or_from_tf_config(flags, tf_config, expected,
+                                                             monkeypatch):
+    if tf_config:
+        monkeypatch.setenv('TF_CONFIG', tf_config)
     with flagsaver.flagsaver(**flags):
-        assert cifar10_distributed_train.cluster_from_flags(tf_config) == expected
+        assert cifar10_distributed_train.cluster_from_flags() == expected
 
 
 @pytest.mark.parametrize('flags, tf_config, message', [
@@ -500,9 +503,12 @@ def test_cluster_comes_from_the_four_flags_or_from_tf_config(flags, tf_config, e
     ({}, TF_CONFIG.replace('"index": 1', '"index": 5'),
      'TF_CONFIG gives task 5 of job worker, which has tasks 0 to 1'),
 ])
-def test_missing_contradictory_or_malformed_cluster_is_a_clear_error(flags, tf_config, message):
+def test_missing_contradictory_or_malformed_cluster_is_a_clear_error(flags, tf_config, message,
+                                                                    monkeypatch):
+    if tf_config:
+        monkeypatch.setenv('TF_CONFIG', tf_config)
     with flagsaver.flagsaver(**flags), pytest.raises(cifar10.UserError) as error:
-        cifar10_distributed_train.cluster_from_flags(tf_config)
+        cifar10_distributed_train.cluster_from_flags()
     assert message in str(error.value)
     assert '\n' not in str(error.value)
 

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from helpers import REPO, TEST_FILE, TRAIN_FILES, record_bytes, run_script
 
-import cifar10_download
-from cifar10_download import DATA_SUBDIR, DownloadError
-from cifar10_download import maybe_download_and_extract as download
+from cifar10_support import download as cifar10_download
+from cifar10_support.download import DATA_SUBDIR, DownloadError
+from cifar10_support.download import maybe_download_and_extract as download
 
 TARBALL = 'cifar-10-binary.tar.gz'
 
@@ -201,7 +201,7 @@ def test_extraction_finished_first_by_another_process_is_kept(tarball, tmp_path)
 
 
 def test_download_module_imports_without_tensorflow():
-    code = 'import sys, cifar10_download; print("tensorflow" in sys.modules)'
+    code = 'import sys, cifar10_support.download; print("tensorflow" in sys.modules)'
     result = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True,
                             text=True, timeout=60, check=True)
     assert result.stdout == 'False\n'

@@ -26,6 +26,7 @@ from tensorboard.backend.event_processing import event_accumulator
 import cifar10
 import cifar10_eval
 from cifar10 import tf
+from cifar10_support import checkpoints, summaries
 
 
 def test_run_once_without_a_checkpoint_says_so_and_exits_nonzero(synthetic_data_dir, tmp_path):
@@ -124,7 +125,7 @@ def test_a_checkpoint_deleted_while_the_evaluator_reads_it_is_said_to_be_deleted
         writer = tf.summary.FileWriter(str(tmp_path / 'eval'))
         precision = cifar10_eval.eval_once(saver, writer, eval_ops, tf.summary.merge_all(),
                                            deleted, num_examples=200,
-                                           class_names=cifar10.CLASS_NAMES)
+                                           class_names=cifar10.cifar10_input.CLASS_NAMES)
         writer.close()
     assert precision is None
     assert ('%s was deleted while being read (the trainer keeps only the newest); moving on '
@@ -158,7 +159,7 @@ def class_events(eval_dir):
 
 def summary_table(accumulator):
     """The rows of the last 'Confusion matrix (table)' text summary."""
-    [event] = accumulator.Tensors(cifar10_eval.CONFUSION_TABLE_TAG)[-1:]
+    [event] = accumulator.Tensors(summaries.CONFUSION_TABLE_TAG)[-1:]
     return markdown_table_rows(tf.make_ndarray(event.tensor_proto).item().decode())
 
 
@@ -182,7 +183,7 @@ def test_per_class_counts_add_up_to_the_examples_scored(tmp_path):
             checkpoint = saver.save(sess, str(tmp_path / 'model.ckpt'), global_step=7)
         writer = tf.summary.FileWriter(str(tmp_path / 'eval'))
         cifar10_eval.eval_once(saver, writer, eval_ops, summary_op, checkpoint,
-                               num_examples=25, class_names=cifar10.CLASS_NAMES)
+                               num_examples=25, class_names=cifar10.cifar10_input.CLASS_NAMES)
         writer.close()
 
     rows = summary_table(class_events(tmp_path / 'eval'))[1:]
@@ -194,8 +195,8 @@ def test_per_class_counts_add_up_to_the_examples_scored(tmp_path):
 
 def test_a_model_that_always_predicts_one_class_fills_one_column(one_class_eval):
     table = printed_class_table(one_class_eval[1].stdout)
-    assert table[0][:-2] == ['true \\ predicted'] + cifar10.CLASS_NAMES
-    assert [row[0] for row in table[1:]] == cifar10.CLASS_NAMES
+    assert table[0][:-2] == ['true \\ predicted'] + cifar10.cifar10_input.CLASS_NAMES
+    assert [row[0] for row in table[1:]] == cifar10.cifar10_input.CLASS_NAMES
     for row in table[1:]:
         counts = [int(count) for count in row[1:-2]]
         assert counts[ONE_CLASS] == int(row[-2]) == sum(counts)
@@ -205,14 +206,14 @@ def test_a_model_that_always_predicts_one_class_fills_one_column(one_class_eval)
 def test_eval_writes_class_precisions_and_the_confusion_matrix_for_tensorboard(
         one_class_eval):
     accumulator = class_events(one_class_eval[0])
-    for i, name in enumerate(cifar10.CLASS_NAMES):
+    for i, name in enumerate(cifar10.cifar10_input.CLASS_NAMES):
         [event] = accumulator.Scalars('Precision @ 1/%s' % name)
         assert (event.step, event.value) == (ONE_CLASS_STEP, float(i == ONE_CLASS))
-    [image] = accumulator.Images(cifar10_eval.CONFUSION_IMAGE_TAG)
+    [image] = accumulator.Images(summaries.CONFUSION_IMAGE_TAG)
     assert image.step == ONE_CLASS_STEP
     decoded = Image.open(io.BytesIO(image.encoded_image_string))
     assert (decoded.format, decoded.size) == ('PNG', (image.width, image.height))
-    [text] = accumulator.Tensors(cifar10_eval.CONFUSION_TABLE_TAG)
+    [text] = accumulator.Tensors(summaries.CONFUSION_TABLE_TAG)
     assert text.step == ONE_CLASS_STEP
     assert summary_table(accumulator) == printed_class_table(one_class_eval[1].stdout)
 
@@ -254,7 +255,7 @@ def test_timeout_counts_the_seconds_after_an_evaluation_not_during_it(tmp_path, 
     scored = []
 
     def score(checkpoint_path):  # An evaluation that takes 100 seconds.
-        scored.append(cifar10_eval.checkpoint_step(checkpoint_path))
+        scored.append(checkpoints.checkpoint_step(checkpoint_path))
         clock.now += 100
         return 0.5
 

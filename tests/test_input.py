@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 from helpers import REPO, learnable_images, write_records
 
+import cifar10
 import cifar10_input
 from cifar10_input import tf
 
 
 def read_records(filenames, count):
-    """Reads count records through read_cifar10, in file order."""
+    """Reads count records through read_cifar10, one at a time, in file order."""
     with tf.Graph().as_default():
         filename_queue = tf.train.string_input_producer(
             [str(f) for f in filenames], shuffle=False, num_epochs=1)
@@ -21,7 +22,8 @@ def read_records(filenames, count):
             sess.run(tf.local_variables_initializer())
             coord = tf.train.Coordinator()
             threads = tf.train.start_queue_runners(sess, coord)
-            results = [sess.run([record.label, record.uint8image]) for _ in range(count)]
+            results = [[label, image[0]] for label, image in (
+                sess.run([record.label, record.uint8image]) for _ in range(count))]
             coord.request_stop()
             coord.join(threads)
     return results, record
@@ -43,7 +45,7 @@ def test_read_cifar10_decodes_label_and_pixels_in_height_width_channel_order(tmp
 
 
 def test_read_cifar10_decodes_the_known_first_records_of_the_real_sample(sample_data_dir):
-    batches = sample_data_dir / cifar10_input.DATA_SUBDIR
+    batches = sample_data_dir / cifar10.DATA_SUBDIR
     for name, want_label, want_red in [
             ('data_batch_1.bin', 6, [59, 43, 50, 68, 98, 119]),
             ('test_batch.bin', 3, [158, 159, 165, 166, 160, 156])]:
@@ -53,14 +55,14 @@ def test_read_cifar10_decodes_the_known_first_records_of_the_real_sample(sample_
 
 
 def test_real_sample_files_hold_whole_records(sample_data_dir):
-    batches = sample_data_dir / cifar10_input.DATA_SUBDIR
+    batches = sample_data_dir / cifar10.DATA_SUBDIR
     for eval_data, num_files in ((False, 5), (True, 1)):
         filenames = cifar10_input.data_filenames(eval_data, str(batches))
         assert cifar10_input.check_data_files(filenames) == 1017 * num_files
 
 
 def test_distorted_inputs_give_standardized_24x24_batches(synthetic_data_dir):
-    data_dir = str(synthetic_data_dir / cifar10_input.DATA_SUBDIR)
+    data_dir = str(synthetic_data_dir / cifar10.DATA_SUBDIR)
     with tf.Graph().as_default():
         images, labels = cifar10_input.distorted_inputs(data_dir, batch_size=16)
         assert images.shape.as_list() == [16, 24, 24, 3]
@@ -87,7 +89,7 @@ def test_each_distorted_training_image_keeps_its_own_label(tmp_path):
                         [30, 0, 250], [220, 0, 250]], np.float64)
     patterns = (colours - colours.mean(1, keepdims=True)) / colours.std(1, keepdims=True)
     rng = np.random.default_rng(3)
-    batches_dir = tmp_path / cifar10_input.DATA_SUBDIR
+    batches_dir = tmp_path / cifar10.DATA_SUBDIR
     batches_dir.mkdir()
     for name in cifar10_input.TRAIN_FILES:
         labels = rng.integers(0, 10, size=300)
@@ -106,7 +108,7 @@ def test_each_distorted_training_image_keeps_its_own_label(tmp_path):
 def test_inputs_read_each_record_exactly_once_with_a_short_last_batch(tmp_path):
     rng = np.random.default_rng(2)
     labels = rng.integers(0, 10, size=37)
-    batches = tmp_path / cifar10_input.DATA_SUBDIR
+    batches = tmp_path / cifar10.DATA_SUBDIR
     batches.mkdir()
     write_records(batches / 'test_batch.bin', labels, learnable_images(labels, rng))
 
@@ -134,8 +136,8 @@ def test_inputs_read_each_record_exactly_once_with_a_short_last_batch(tmp_path):
 def batches_dir(synthetic_data_dir, tmp_path):
     """A writable copy of a complete cifar-10-batches-bin folder."""
 
-    copy = tmp_path / cifar10_input.DATA_SUBDIR
-    shutil.copytree(synthetic_data_dir / cifar10_input.DATA_SUBDIR, copy)
+    copy = tmp_path / cifar10.DATA_SUBDIR
+    shutil.copytree(synthetic_data_dir / cifar10.DATA_SUBDIR, copy)
     return copy
 
 
@@ -146,14 +148,14 @@ def build_training_inputs(batches):
 
 def test_missing_file_is_named_before_any_queue_is_built(batches_dir):
     (batches_dir / 'data_batch_3.bin').unlink()
-    with pytest.raises(cifar10_input.UserError, match=r'data_batch_3\.bin not found'):
+    with pytest.raises(cifar10.UserError, match=r'data_batch_3\.bin not found'):
         build_training_inputs(batches_dir)
 
 
 def test_truncated_file_is_named_with_its_size(batches_dir):
     path = batches_dir / 'data_batch_2.bin'
     path.write_bytes(path.read_bytes()[:5000])
-    with pytest.raises(cifar10_input.UserError,
+    with pytest.raises(cifar10.UserError,
                        match=r'data_batch_2\.bin is 5000 bytes, not a positive multiple of '
                              r'the 3073-byte'):
         build_training_inputs(batches_dir)
@@ -161,23 +163,23 @@ def test_truncated_file_is_named_with_its_size(batches_dir):
 
 def test_empty_file_is_named_with_its_size(batches_dir):
     (batches_dir / 'data_batch_5.bin').write_bytes(b'')
-    with pytest.raises(cifar10_input.UserError, match=r'data_batch_5\.bin is 0 bytes'):
+    with pytest.raises(cifar10.UserError, match=r'data_batch_5\.bin is 0 bytes'):
         build_training_inputs(batches_dir)
 
 
 def test_missing_data_points_to_a_readme_section_that_exists(tmp_path):
-    with pytest.raises(cifar10_input.UserError) as error:
-        build_training_inputs(tmp_path / cifar10_input.DATA_SUBDIR)
+    with pytest.raises(cifar10.UserError) as error:
+        build_training_inputs(tmp_path / cifar10.DATA_SUBDIR)
     section = re.search(r'see "([^"]+)" in the README', str(error.value)).group(1)
     headings = re.findall(r'^#+ (.+)$', (REPO / 'README.md').read_text(), re.MULTILINE)
     assert section in headings
 
 
 def test_wrong_directory_says_what_data_dir_must_hold(tmp_path):
-    with pytest.raises(cifar10_input.UserError,
+    with pytest.raises(cifar10.UserError,
                        match=r'data_batch_1\.bin not found: --data_dir .* must be the '
                              r'folder that holds cifar-10-batches-bin/'):
-        build_training_inputs(tmp_path / 'nowhere' / cifar10_input.DATA_SUBDIR)
+        build_training_inputs(tmp_path / 'nowhere' / cifar10.DATA_SUBDIR)
 
 
 def set_label(path, record, label):
@@ -193,34 +195,34 @@ def test_a_label_byte_that_is_not_a_class_is_named_with_its_record(batches_dir, 
     set_label(batches_dir / 'data_batch_4.bin', 150, label)
     message = (r'data_batch_4\.bin does not hold CIFAR-10 records: record 37 \(of 200\) has '
                r'label %d, not 0-9, and 2 records are like it' % label)
-    with pytest.raises(cifar10_input.UserError, match=message):
+    with pytest.raises(cifar10.UserError, match=message):
         build_training_inputs(batches_dir)
 
 
 def test_a_file_of_zero_bytes_is_refused(batches_dir):
     path = batches_dir / 'data_batch_1.bin'
     path.write_bytes(bytes(path.stat().st_size))
-    with pytest.raises(cifar10_input.UserError,
+    with pytest.raises(cifar10.UserError,
                        match=r'data_batch_1\.bin holds nothing but zero bytes'):
         build_training_inputs(batches_dir)
 
 
 def test_the_tf_data_pipeline_checks_the_label_bytes_too(batches_dir):
     set_label(batches_dir / 'data_batch_2.bin', 0, 77)
-    with pytest.raises(cifar10_input.UserError, match=r'data_batch_2\.bin .* record 0 '):
+    with pytest.raises(cifar10.UserError, match=r'data_batch_2\.bin .* record 0 '):
         with tf.Graph().as_default():
             cifar10_input.distorted_inputs_dataset(str(batches_dir), batch_size=8)
 
 
 def test_the_evaluation_input_checks_the_label_bytes(batches_dir):
     set_label(batches_dir / 'test_batch.bin', 199, 10)
-    with pytest.raises(cifar10_input.UserError, match=r'test_batch\.bin .* record 199 '):
+    with pytest.raises(cifar10.UserError, match=r'test_batch\.bin .* record 199 '):
         with tf.Graph().as_default():
             cifar10_input.inputs(True, str(batches_dir), batch_size=8)
 
 
 def test_real_sample_labels_are_all_classes(sample_data_dir):
-    batches = sample_data_dir / cifar10_input.DATA_SUBDIR
+    batches = sample_data_dir / cifar10.DATA_SUBDIR
     filenames = [str(path) for path in sorted(batches.glob('*.bin'))]
     assert len(filenames) == 6
     assert cifar10_input.check_data_files(filenames) == 6 * 1017
@@ -316,7 +318,7 @@ def first_batches(build, batches_dir, count, batch_size=50):
 
 
 def test_dataset_and_queue_pipelines_give_alike_batches(synthetic_data_dir):
-    batches = synthetic_data_dir / cifar10_input.DATA_SUBDIR
+    batches = synthetic_data_dir / cifar10.DATA_SUBDIR
     queue = first_batches(cifar10_input.distorted_inputs, batches, 20)
     dataset = first_batches(cifar10_input.distorted_inputs_dataset, batches, 20)
 

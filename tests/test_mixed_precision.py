@@ -24,6 +24,7 @@ from helpers import (
 import cifar10
 import cifar10_multi_gpu_train
 from cifar10 import tf
+from cifar10_support import mixed_precision
 
 # Makes TensorFlow's float16 rewrite of the CPU's ops use float16 kernels.
 FLOAT16_EMULATION = 'TF_AUTO_MIXED_PRECISION_GRAPH_REWRITE_EMULATE_FP16'
@@ -212,7 +213,7 @@ def test_bf16_checkpoint_holds_a_float32_runs_variables(bf16_run, trained_run):
 def test_trainer_says_once_in_one_line_when_bf16_cannot_be_faster(bf16_run):
     said = [line for line in bf16_run[1].stdout.splitlines()
             if line.startswith('--mixed_precision=')]
-    reason = cifar10.not_faster_reason('bf16')
+    reason = mixed_precision.not_faster_reason('bf16')
     assert said == ([] if reason is None else [reason])
 
 
@@ -223,8 +224,8 @@ def test_bf16_is_said_to_be_slower_on_a_cpu_without_bfloat16_instructions(
         cpu_flags, slower, tmp_path, monkeypatch):
     cpuinfo = tmp_path / 'cpuinfo'
     cpuinfo.write_text('processor\t: 0\nflags\t\t: fpu sse %s\n\n' % cpu_flags)
-    monkeypatch.setattr(cifar10, 'CPUINFO_PATH', str(cpuinfo))
-    reason = cifar10.not_faster_reason('bf16')
+    monkeypatch.setattr(mixed_precision, 'CPUINFO_PATH', str(cpuinfo))
+    reason = mixed_precision.not_faster_reason('bf16')
     assert (reason is not None) == slower
     if slower:
         assert reason.startswith('--mixed_precision=bf16: ') and '\n' not in reason

@@ -7,6 +7,7 @@ import pytest
 from helpers import REPO, script_env
 
 import cifar10
+from cifar10_support import runtime
 
 BUILD_PIPELINE = ('import cifar10_input; '
                   'cifar10_input.distorted_inputs(%r, batch_size=4); '
@@ -49,7 +50,7 @@ def test_import_log_lines_are_filtered_by_severity_with_their_continuations():
                'W0000 00:00:1.2  1 cpu.cc:1] a warning\n'
                'that goes on\n'
                'E0000 00:00:1.3  1 util.cc:131] an error\n')
-    keep = cifar10.cifar10_input._log_lines_at_or_above
+    keep = runtime.log_lines_at_or_above
     assert keep(printed, 1) == ('W0000 00:00:1.2  1 cpu.cc:1] a warning\nthat goes on\n'
                                 'E0000 00:00:1.3  1 util.cc:131] an error\n')
     assert keep(printed, 2) == 'E0000 00:00:1.3  1 util.cc:131] an error\n'

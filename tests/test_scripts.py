@@ -79,12 +79,11 @@ def test_setup_cfg_installs_every_script_through_its_run_function():
         assert function == 'run' and callable(importlib.import_module(module).run)
 
 
-def test_script_help_lists_the_shared_flags_beside_its_own(script_help):
+def test_script_help_lists_the_flags_the_script_uses_and_no_other(script_help):
     script, result = script_help
-    shared = flags_of(['cifar10'])
-    assert {'batch_size', 'data_dir', 'use_fp16'} <= shared
-    own = flags_of(OWN_FLAG_MODULES[script[:-len('.py')]])
-    assert listed_flags(result.stdout) >= shared | own, result.stdout + result.stderr
+    module = importlib.import_module(script[:-len('.py')])
+    assert listed_flags(result.stdout) == set(module.FLAGS_USED), result.stdout + result.stderr
+    assert flags_of(OWN_FLAG_MODULES[module.__name__][:1]) <= set(module.FLAGS_USED)
 
 
 def test_script_help_prints_the_docstring_as_written(script_help):
@@ -93,8 +92,7 @@ def test_script_help_prints_the_docstring_as_written(script_help):
     assert result.stdout.startswith(docstring), result.stdout + result.stderr
 
 
-def test_console_script_help_lists_the_shared_flags_beside_its_own(console_script_help):
+def test_console_script_help_lists_the_flags_the_script_uses(console_script_help):
     module, result = console_script_help
-    own = flags_of(OWN_FLAG_MODULES[module])
-    assert listed_flags(result.stdout) >= flags_of(['cifar10']) | own, (
+    assert listed_flags(result.stdout) == set(importlib.import_module(module).FLAGS_USED), (
         result.stdout + result.stderr)

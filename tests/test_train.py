@@ -18,6 +18,7 @@ from helpers import (
 import cifar10
 import cifar10_train
 from cifar10 import tf
+from cifar10_support import checkpoints
 
 LOG_LINE = re.compile(r'^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: step \d+, loss = \d+\.\d\d '
                       r'\(\d+\.\d examples/sec; \d+\.\d{3} sec/batch\)$')
@@ -65,7 +66,7 @@ def test_a_checkpoint_of_another_model_is_refused_naming_what_does_not_fit(
         cifar10.inference(tf.zeros([1, cifar10.IMAGE_SIZE, cifar10.IMAGE_SIZE, 3]))
         variables = {v.op.name: v for v in tf.global_variables()}
         with tf.Session() as sess, pytest.raises(cifar10.UserError) as error:
-            cifar10.restore_checkpoint(sess, tf.train.Saver(variables), variables, checkpoint,
+            checkpoints.restore_checkpoint(sess, tf.train.Saver(variables), variables, checkpoint,
                                        'cannot resume from %s (%s)')
     assert str(error.value).startswith('cannot resume from %s (' % checkpoint)
     assert variable in str(error.value)

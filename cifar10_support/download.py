@@ -4,7 +4,7 @@ The tutorial's scripts call it through cifar10.maybe_download_and_extract()
 before they train or evaluate; it uses only the standard library, so it can
 also be run on its own to fetch the data:
 
-  python cifar10_download.py /tmp/cifar10_data
+  python -m cifar10_support.download /tmp/cifar10_data
 
 A download goes to a temporary name and gets the tarball's name only once
 complete and matching its md5; extraction checks every member, goes to a
