@@ -4,25 +4,14 @@
 """Builds the CIFAR-10 network.
 
 Summary of available functions:
+ inputs, labels = distorted_inputs()  # Training input; inputs() for evaluation.
+ predictions = inference(inputs)  # The model's logits.
+ loss = loss(predictions, labels)  # The total loss, with weight decay.
+ train_op = train(loss, global_step)  # One step of training.
 
- # Compute input images and labels for training. If you would like to run
- # evaluations, use inputs() instead.
- inputs, labels = distorted_inputs()
-
- # Compute inference on the model inputs to make a prediction.
- predictions = inference(inputs)
-
- # Compute the total loss of the prediction with respect to the labels.
- loss = loss(predictions, labels)
-
- # Create a graph to run one step of training with respect to the loss.
- train_op = train(loss, global_step)
-
-The library the scripts share: the flags common to them, the model, and the
-data's download. Run `cifar10_train.py` to train, `cifar10_eval.py` to
-evaluate, `cifar10_predict.py` to classify images, `cifar10_export.py` to
-export a SavedModel; predict() and averaged_weights_saver() give those last
-two the evaluator's preprocessing, model and weights.
+A library, with the flags the scripts share: run cifar10_train.py to train,
+cifar10_eval.py to evaluate, cifar10_predict.py or cifar10_export.py to use a
+trained model (through predict() and averaged_weights_saver()).
 """
 
 import os
@@ -41,27 +30,24 @@ tf.app.flags.DEFINE_integer('batch_size', 128,
                             """Number of images to process in a batch.""", lower_bound=1)
 tf.app.flags.DEFINE_string('data_dir', '/tmp/cifar10_data',
                            """Path to the CIFAR-10 data directory.""")
-tf.app.flags.DEFINE_boolean('use_fp16', False,
-                            """Train the model using fp16: the whole model, weights
-                            included (needs a GPU; see --mixed_precision).""")
+tf.app.flags.DEFINE_boolean('use_fp16', False, """Train the model using fp16, weights """
+                            """included (needs a GPU; see --mixed_precision).""")
 tf.app.flags.DEFINE_enum('mixed_precision', 'none', ['none', 'bf16', 'fp16'],
-                         """Compute in 16 bits where TensorFlow's graph rewrite finds it
-                         safe, keeping variables, loss and checkpoints in float32: bf16
-                         (a CPU's), fp16 (a GPU's, with loss scaling), or none.""")
+                         """Compute in 16 bits where TensorFlow's graph rewrite finds it """
+                         """safe, keeping variables, loss and checkpoints in float32: """
+                         """bf16 (a CPU's), fp16 (a GPU's, with loss scaling), or none.""")
 tf.app.flags.DEFINE_enum('input_pipeline', 'queue', ['queue', 'dataset'],
-                         """How training is fed: the tutorial's queue runners, or the
-                         same pipeline written with tf.data.""")
+                         """Feed training by the tutorial's queue runners, or by tf.data.""")
 tf.app.flags.DEFINE_string('data_url', download.DATA_URL,
                            """Where to download the CIFAR-10 binary tarball from.""")
 tf.app.flags.DEFINE_string('data_md5', download.DATA_MD5,
                            """MD5 the downloaded tarball must have; empty skips the check.""")
 tf.app.flags.DEFINE_float('gpu_memory_fraction', 0.0,
-                          """Fraction of GPU memory to take; 0 grows on demand, so that a
-                          trainer and an evaluator share one GPU.""",
+                          """Fraction of GPU memory to take; 0 grows on demand, so that a """
+                          """trainer and an evaluator share one GPU.""",
                           lower_bound=0.0, upper_bound=1.0)
 
-# The flags of the scripts that use the model, that download the data, and
-# that train; each script lists these with its own in --help.
+# The flags of the scripts that use the model, download, train; --help lists them.
 MODEL_FLAGS = ['batch_size', 'data_dir', 'use_fp16', 'gpu_memory_fraction']
 DOWNLOAD_FLAGS = ['data_url', 'data_md5']
 TRAINING_FLAGS = ['mixed_precision', 'input_pipeline']
@@ -80,33 +66,22 @@ NUM_EPOCHS_PER_DECAY = 350.0      # Epochs after which learning rate decays.
 LEARNING_RATE_DECAY_FACTOR = 0.1  # Learning rate decay factor.
 INITIAL_LEARNING_RATE = 0.1       # Initial learning rate.
 
-# Local response normalization, as tf.nn.lrn(x, depth_radius=4, bias=1.0,
-# alpha=0.001 / 9.0, beta=0.75); the sum of squares is taken of x / LRN_PRESCALE
-# (times its square): the same in float32, while in float16 it overflows only
-# for activations LRN_PRESCALE times larger.
+# tf.nn.lrn(x, depth_radius=4, bias=1.0, alpha=0.001 / 9.0, beta=0.75); the sum of squares
+# is of x / LRN_PRESCALE (times its square): the same in float32, while in float16 it
+# overflows only for activations LRN_PRESCALE times larger.
 LRN_DEPTH_RADIUS = 4
 LRN_BIAS = 1.0
 LRN_ALPHA = 0.001 / 9.0
 LRN_BETA = 0.75
 LRN_PRESCALE = 16.0
 
-# If a model is trained with multiple GPUs, prefix all Op names with tower_name
-# to differentiate the operations. Note that this prefix is removed from the
-# names of the summaries when visualizing a model.
+# The prefix of each multi-GPU tower's op names; summary tags leave it out.
 TOWER_NAME = 'tower'
 
 
 def run(main, flag_names, takes_arguments=False):
-    """Runs a script's main with its flags, as tf.app.run does, strictly
-    (runtime.run): --use_fp16 with --mixed_precision, and float16 without a
-    GPU, are refused in one line; where --mixed_precision cannot be faster,
-    one line says so.
-
-    Args:
-      main: the script's main(argv).
-      flag_names: the flags the script uses.
-      takes_arguments: whether it takes arguments besides flags.
-    """
+    """Runs main(argv) with the flags in flag_names, strictly (runtime.run);
+    refuses --use_fp16 with --mixed_precision, and float16 without a GPU."""
     def check_flags():
         if FLAGS.use_fp16 and FLAGS.mixed_precision != 'none':
             raise UserError('--use_fp16 and --mixed_precision=%s do not go together: '
@@ -124,15 +99,7 @@ def run(main, flag_names, takes_arguments=False):
 
 
 def session_config(log_device_placement=False, num_cpu_devices=1):
-    """runtime.session_config with --gpu_memory_fraction and --mixed_precision.
-
-    Args:
-      log_device_placement: bool, log where each op runs.
-      num_cpu_devices: how many logical CPU devices to create.
-
-    Returns:
-      A tf.ConfigProto.
-    """
+    """The tf.ConfigProto of runtime.session_config, given the flags."""
     return runtime.session_config(log_device_placement, num_cpu_devices,
                                   FLAGS.gpu_memory_fraction, FLAGS.mixed_precision)
 
@@ -145,8 +112,7 @@ def strip_tower_prefix(name):
 def _scalar_summary(tag, tensor):
     """Adds a scalar summary with exactly this tag (tf.summary.scalar derives
     it from the op name, which allows neither spaces nor repeats)."""
-    tf.add_to_collection(tf.GraphKeys.SUMMARIES, tf.raw_ops.ScalarSummary(tags=tag,
-                                                                         values=tensor))
+    tf.add_to_collection(tf.GraphKeys.SUMMARIES, tf.raw_ops.ScalarSummary(tags=tag, values=tensor))
 
 
 def _histogram_summary(tag, tensor):
@@ -156,14 +122,7 @@ def _histogram_summary(tag, tensor):
 
 
 def _activation_summary(x):
-    """Helper to create summaries for activations.
-
-    Creates a summary that provides a histogram of activations.
-    Creates a summary that measures the sparsity of activations.
-
-    Args:
-      x: Tensor, a layer's output, named after its scope ('conv1/conv1').
-    """
+    """Summarizes x, a layer's output named after its scope: a histogram, the sparsity."""
     # The layer's name is its scope: 'tower_0/conv1/conv1' -> 'conv1'.
     layer_name = strip_tower_prefix(x.op.name).rsplit('/', 1)[0]
     _histogram_summary(layer_name + '/activations', x)
@@ -171,16 +130,7 @@ def _activation_summary(x):
 
 
 def _variable_on_cpu(name, shape, initializer):
-    """Helper to create a Variable stored on CPU memory.
-
-    Args:
-      name: name of the variable
-      shape: list of ints
-      initializer: initializer for Variable
-
-    Returns:
-      Variable Tensor
-    """
+    """Helper to create a Variable stored on CPU memory (float16 with --use_fp16)."""
     with tf.device('/cpu:0'):
         dtype = tf.float16 if FLAGS.use_fp16 else tf.float32
         var = tf.get_variable(name, shape, initializer=initializer, dtype=dtype)
@@ -188,26 +138,10 @@ def _variable_on_cpu(name, shape, initializer):
 
 
 def _variable_with_weight_decay(name, shape, stddev, wd):
-    """Helper to create an initialized Variable with weight decay.
-
-    Note that the Variable is initialized with a truncated normal distribution.
-    A weight decay is added only if one is specified.
-
-    Args:
-      name: name of the variable
-      shape: list of ints
-      stddev: standard deviation of a truncated Gaussian
-      wd: add L2Loss weight decay multiplied by this float. If None, weight
-          decay is not added for this Variable.
-
-    Returns:
-      Variable Tensor
-    """
+    """Helper to create a Variable, drawn from a truncated normal distribution
+    of this stddev, with L2Loss weight decay times wd (none if wd is None)."""
     dtype = tf.float16 if FLAGS.use_fp16 else tf.float32
-    var = _variable_on_cpu(
-        name,
-        shape,
-        tf.truncated_normal_initializer(stddev=stddev, dtype=dtype))
+    var = _variable_on_cpu(name, shape, tf.truncated_normal_initializer(stddev=stddev, dtype=dtype))
     if wd is not None:
         weight_decay = tf.multiply(tf.nn.l2_loss(var), wd, name='weight_loss')
         tf.add_to_collection('losses', weight_decay)
@@ -215,13 +149,11 @@ def _variable_with_weight_decay(name, shape, stddev, wd):
 
 
 def distorted_inputs():
-    """Construct distorted input for CIFAR training using the Reader ops
-    (--input_pipeline=queue), or tf.data (--input_pipeline=dataset).
+    """Construct distorted input for CIFAR training using the Reader ops (or tf.data).
 
     Returns:
       images: Images. 4D tensor of [batch_size, IMAGE_SIZE, IMAGE_SIZE, 3] size.
       labels: Labels. 1D tensor of [batch_size] size.
-
     Raises:
       UserError: if the training data is missing or not CIFAR-10.
     """
@@ -241,11 +173,9 @@ def inputs(eval_data):
 
     Args:
       eval_data: bool, indicating if one should use the train or eval data set.
-
     Returns:
       images: Images. 4D tensor of [batch_size, IMAGE_SIZE, IMAGE_SIZE, 3] size.
       labels: Labels. 1D tensor of [batch_size] size.
-
     Raises:
       UserError: if the data is missing or not CIFAR-10.
     """
@@ -262,16 +192,10 @@ def inference(images):
 
     Args:
       images: Images returned from distorted_inputs() or inputs(); any batch size.
-
     Returns:
       Logits.
     """
-    # We instantiate all variables using tf.get_variable() instead of
-    # tf.Variable() in order to share variables across multiple GPU training runs.
-    # If we only ran this model on a single GPU, we could simplify this function
-    # by replacing all instances of tf.get_variable() with tf.Variable().
-    #
-    # conv1
+    # tf.get_variable(), not tf.Variable(), so that multi-GPU towers share the variables.
     with tf.variable_scope('conv1') as scope:
         kernel = _variable_with_weight_decay('weights', shape=[5, 5, 3, 64],
                                              stddev=5e-2, wd=None)
@@ -281,13 +205,10 @@ def inference(images):
         conv1 = tf.nn.relu(pre_activation, name=scope.name)
         _activation_summary(conv1)
 
-    # pool1
     pool1 = tf.nn.max_pool(conv1, ksize=[1, 3, 3, 1], strides=[1, 2, 2, 1],
                            padding='SAME', name='pool1')
-    # norm1
     norm1 = local_response_normalization(pool1, name='norm1')
 
-    # conv2
     with tf.variable_scope('conv2') as scope:
         kernel = _variable_with_weight_decay('weights', shape=[5, 5, 64, 64],
                                              stddev=5e-2, wd=None)
@@ -297,13 +218,10 @@ def inference(images):
         conv2 = tf.nn.relu(pre_activation, name=scope.name)
         _activation_summary(conv2)
 
-    # norm2
     norm2 = local_response_normalization(conv2, name='norm2')
-    # pool2
     pool2 = tf.nn.max_pool(norm2, ksize=[1, 3, 3, 1],
                            strides=[1, 2, 2, 1], padding='SAME', name='pool2')
 
-    # local3
     with tf.variable_scope('local3') as scope:
         # Move everything into depth so we can perform a single matrix multiply;
         # the batch dimension is taken at run time, so any batch size works.
@@ -315,7 +233,6 @@ def inference(images):
         local3 = tf.nn.relu(tf.matmul(reshape, weights) + biases, name=scope.name)
         _activation_summary(local3)
 
-    # local4
     with tf.variable_scope('local4') as scope:
         weights = _variable_with_weight_decay('weights', shape=[384, 192],
                                               stddev=0.04, wd=0.004)
@@ -323,15 +240,12 @@ def inference(images):
         local4 = tf.nn.relu(tf.matmul(local3, weights) + biases, name=scope.name)
         _activation_summary(local4)
 
-    # linear layer(WX + b),
-    # We don't apply softmax here because
-    # tf.nn.sparse_softmax_cross_entropy_with_logits accepts the unscaled logits
-    # and performs the softmax internally for efficiency.
+    # linear layer(WX + b), without softmax: tf.nn.sparse_softmax_cross_entropy_with_logits
+    # accepts the unscaled logits and performs the softmax internally for efficiency.
     with tf.variable_scope('softmax_linear') as scope:
         weights = _variable_with_weight_decay('weights', [192, NUM_CLASSES],
                                               stddev=1 / 192.0, wd=None)
-        biases = _variable_on_cpu('biases', [NUM_CLASSES],
-                                  tf.constant_initializer(0.0))
+        biases = _variable_on_cpu('biases', [NUM_CLASSES], tf.constant_initializer(0.0))
         softmax_linear = tf.add(tf.matmul(local4, weights), biases, name=scope.name)
         _activation_summary(softmax_linear)
 
@@ -339,20 +253,8 @@ def inference(images):
 
 
 def local_response_normalization(x, name):
-    """tf.nn.lrn(x, 4, bias=1.0, alpha=0.001 / 9.0, beta=0.75), the same numbers
-    computed faster (TensorFlow's kernels spend most of their time in pow;
-    docs/PERFORMANCE.md has the step times): the sum of squares over the 9
-    neighbouring channels is one product with a band matrix, and d ** -0.75
-    is rsqrt(d) * sqrt(rsqrt(d)). tests/test_model.py checks it and its
-    gradient against tf.nn.lrn.
-
-    Args:
-      x: a 4-D NHWC Tensor.
-      name: the name of the result.
-
-    Returns:
-      The normalized Tensor, of x's shape.
-    """
+    """tf.nn.lrn of a 4-D NHWC x with the LRN_ constants, named name; by hand because it is
+    faster (see docs/PERFORMANCE.md; tests/test_model.py checks it against tf.nn.lrn)."""
     if x.dtype != tf.float32:  # --use_fp16: TensorFlow's own kernel.
         return tf.nn.lrn(x, LRN_DEPTH_RADIUS, bias=LRN_BIAS, alpha=LRN_ALPHA, beta=LRN_BETA,
                          name=name)
@@ -363,7 +265,8 @@ def local_response_normalization(x, name):
 
 @tf.custom_gradient
 def _lrn(x):
-    """The LRN of a float32 NHWC Tensor, and its gradient function."""
+    """The LRN of a float32 NHWC Tensor, and its gradient function: the sum of
+    squares is one product with a band matrix, and no op calls pow."""
     depth = tf.compat.dimension_value(x.shape[-1])
     channel = np.arange(depth)  # Column c of window sums channels c-4..c+4.
     window = tf.constant((np.abs(channel[:, None] - channel) <= LRN_DEPTH_RADIUS)
@@ -388,34 +291,24 @@ def _lrn(x):
 def loss(logits, labels, scope=None):
     """Add L2Loss to all the trainable variables.
 
-    Add summary for "Loss" and "Loss/avg".
     Args:
       logits: Logits from inference().
-      labels: Labels from distorted_inputs or inputs(). 1-D tensor
-              of shape [batch_size]
+      labels: Labels from distorted_inputs or inputs(). 1-D tensor of shape [batch_size]
       scope: sum only the losses created under this name scope (a tower's).
-
     Returns:
       Loss tensor of type float.
     """
-    # Calculate the average cross entropy loss across the batch.
     labels = tf.cast(labels, tf.int64)
     cross_entropy = tf.nn.sparse_softmax_cross_entropy_with_logits(
         labels=labels, logits=logits, name='cross_entropy_per_example')
     cross_entropy_mean = tf.reduce_mean(cross_entropy, name='cross_entropy')
     tf.add_to_collection('losses', cross_entropy_mean)
-
-    # The total loss is defined as the cross entropy loss plus all of the weight
-    # decay terms (L2 loss).
+    # The total loss is the cross entropy loss plus all of the weight decay terms (L2 loss).
     return tf.add_n(tf.get_collection('losses', scope), name='total_loss')
 
 
 def add_loss_summaries(total_loss, losses=None):
-    """Add summaries for losses in CIFAR-10 model (the original's
-    _add_loss_summaries; the multi-GPU trainer gives the towers' means).
-
-    Generates moving average for all losses and associated summaries for
-    visualizing the performance of the network.
+    """Add summaries for losses in CIFAR-10 model: their moving averages too.
 
     Args:
       total_loss: Total loss from loss().
@@ -423,16 +316,11 @@ def add_loss_summaries(total_loss, losses=None):
     Returns:
       loss_averages_op: op for generating moving averages of losses.
     """
-    # Compute the moving average of all individual losses and the total loss.
     loss_averages = tf.train.ExponentialMovingAverage(0.9, name='avg')
     losses = tf.get_collection('losses') if losses is None else losses
     loss_averages_op = loss_averages.apply(losses + [total_loss])
-
-    # Attach a scalar summary to all individual losses and the total loss; do the
-    # same for the averaged version of the losses.
     for each_loss in losses + [total_loss]:
-        # Name each loss as '(raw)' and name the moving average version of the loss
-        # as the original loss name.
+        # Name each loss as '(raw)' and its moving average as the original loss name.
         name = strip_tower_prefix(each_loss.op.name)
         _scalar_summary(name + ' (raw)', each_loss)
         _scalar_summary(name, loss_averages.average(each_loss))
@@ -441,22 +329,16 @@ def add_loss_summaries(total_loss, losses=None):
 
 
 def learning_rate(global_step, batches_per_step=1):
-    """The learning rate: decays tenfold every NUM_EPOCHS_PER_DECAY epochs,
-    counted in examples, so that a step of several batches (one per tower)
-    decays that many times sooner in steps.
+    """The learning rate, decayed every NUM_EPOCHS_PER_DECAY epochs of examples.
 
     Args:
       global_step: Integer Variable counting the number of training steps.
       batches_per_step: batches of --batch_size one step consumes.
-
     Returns:
       The learning rate, with a 'learning_rate' summary.
     """
-    # Variables that affect learning rate.
     num_batches_per_epoch = NUM_EXAMPLES_PER_EPOCH_FOR_TRAIN / FLAGS.batch_size
     decay_steps = int(num_batches_per_epoch * NUM_EPOCHS_PER_DECAY / batches_per_step)
-
-    # Decay the learning rate exponentially based on the number of steps.
     lr = tf.train.exponential_decay(INITIAL_LEARNING_RATE, global_step, decay_steps,
                                     LEARNING_RATE_DECAY_FACTOR, staircase=True)
     _scalar_summary('learning_rate', lr)
@@ -464,9 +346,7 @@ def learning_rate(global_step, batches_per_step=1):
 
 
 def optimizer(lr):
-    """Plain gradient descent, as the original's; with --mixed_precision=fp16
-    wrapped in TensorFlow's dynamic loss scaling (mixed_precision), its scale
-    shown as 'loss_scale'."""
+    """Gradient descent, with dynamic loss scaling for --mixed_precision=fp16."""
     opt = tf.train.GradientDescentOptimizer(lr)
     if FLAGS.mixed_precision == 'fp16':
         opt, scale = mixed_precision.loss_scale_optimizer(opt)
@@ -481,25 +361,18 @@ def apply_gradients(opt, grads, global_step, wrap_optimizer=None):
       opt: the optimizer, from optimizer().
       grads: list of (gradient, variable) pairs, from opt.compute_gradients().
       global_step: Integer Variable, incremented by the step.
-      wrap_optimizer: None, or a function(opt, variable_averages) giving the
-        optimizer that applies the gradients through opt and updates the
-        moving averages itself (the distributed trainer's synchronous one).
-
+      wrap_optimizer: None, or function(opt, variable_averages) giving an
+        optimizer that also updates the averages (the distributed trainer's).
     Returns:
       train_op: op for training.
     """
     variable_averages = tf.train.ExponentialMovingAverage(MOVING_AVERAGE_DECAY, global_step)
     if wrap_optimizer is not None:
         opt = wrap_optimizer(opt, variable_averages)
-
-    # Apply gradients.
     apply_gradient_op = opt.apply_gradients(grads, global_step=global_step)
 
-    # Add histograms for trainable variables.
     for var in tf.trainable_variables():
         _histogram_summary(var.op.name, var)
-
-    # Add histograms for gradients.
     for grad, var in grads:
         if grad is not None:
             _histogram_summary(var.op.name + '/gradients', grad)
@@ -512,24 +385,16 @@ def apply_gradients(opt, grads, global_step, wrap_optimizer=None):
 
 
 def train(total_loss, global_step):
-    """Train CIFAR-10 model.
-
-    Create an optimizer and apply to all trainable variables. Add moving
-    average for all trainable variables.
+    """Train CIFAR-10 model: apply an optimizer, then average the trainable variables.
 
     Args:
       total_loss: Total loss from loss().
-      global_step: Integer Variable counting the number of training steps
-        processed.
+      global_step: Integer Variable counting the number of training steps processed.
     Returns:
       train_op: op for training.
     """
     lr = learning_rate(global_step)
-
-    # Generate moving averages of all losses and associated summaries.
     loss_averages_op = add_loss_summaries(total_loss)
-
-    # Compute gradients.
     with tf.control_dependencies([loss_averages_op]):
         opt = optimizer(lr)
         grads = opt.compute_gradients(total_loss)
@@ -538,13 +403,10 @@ def train(total_loss, global_step):
 
 
 def predict(uint8images):
-    """The model's predictions for whole images, as the evaluator computes
-    them: its preprocessing (cifar10_input.crop_and_standardize), then
-    inference(). Restore the weights with averaged_weights_saver().
+    """The model's predictions for whole images, preprocessed as for evaluation.
 
     Args:
       uint8images: [n, 32, 32, 3] uint8 Tensor of RGB images, any n.
-
     Returns:
       logits: [n, NUM_CLASSES] Tensor, from inference().
       probabilities: [n, NUM_CLASSES] float32 Tensor, the softmax of the logits.
@@ -563,35 +425,19 @@ def averaged_variables():
 
 
 def averaged_weights_saver():
-    """A Saver that restores the moving averages of the weights into the
-    model, as evaluation, prediction and export use them (about 3 points of
-    precision, says the original). Build the model first.
-
-    Returns:
-      A tf.train.Saver.
-    """
+    """A Saver that restores the moving averages of the weights into the model
+    (build it first): they score better than the weights themselves."""
     return tf.train.Saver(averaged_variables())
 
 
 def class_names():
-    """The class names, label 0's first: batches.meta.txt's in --data_dir's
-    cifar-10-batches-bin/, else the ten CIFAR-10 names.
-
-    Raises:
-      UserError: if that file is there but does not hold NUM_CLASSES names.
-    """
+    """The class names, label 0's first (cifar10_input.read_class_names)."""
     return cifar10_input.read_class_names(os.path.join(FLAGS.data_dir, DATA_SUBDIR))
 
 
 def maybe_download_and_extract():
-    """Download and extract the tarball from Alex's website (--data_url),
-    unless <data_dir>/cifar-10-batches-bin/ or the tarball is there; nothing
-    half-finished is left under the final names.
-
-    Raises:
-      UserError: offline, HTTP error, md5 mismatch, unsafe or damaged
-        tarball; the message says what to do.
-    """
+    """Download and extract the tarball from Alex's website (--data_url); on failure a
+    UserError says what went wrong and what to do."""
     try:
         download.maybe_download_and_extract(FLAGS.data_dir, FLAGS.data_url, FLAGS.data_md5)
     except download.DownloadError as e:

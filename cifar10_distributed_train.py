@@ -1,16 +1,9 @@
-"""A binary to train CIFAR-10 on several machines, with parameter servers and
-workers on TensorFlow's own distributed runtime.
-
-Between-graph replication, as TensorFlow 1 did it: the parameter servers
-(job "ps") hold the variables, under the single-device trainer's names; each
-worker reads its own data with its own queue-runner pipeline, runs the towers
-of cifar10_multi_gpu_train.py on its devices (one by default, the GPU if
-there is one) and sends their averaged gradient. With --sync_replicas (the
-default) a SyncReplicasOptimizer averages one gradient per worker per step
-and applies it once; with --sync_replicas=false each is applied as it comes.
-Worker 0, the chief, restores or initializes the model and writes the
-summaries and checkpoints into its own --train_dir, which cifar10_eval.py
-scores and any trainer resumes.
+"""A binary to train CIFAR-10 on several machines: parameter servers (job
+"ps") hold the variables; each worker trains the towers of
+cifar10_multi_gpu_train.py on its own data and sends their gradient, which a
+SyncReplicasOptimizer averages (--sync_replicas, the default) or which is
+applied as it comes. Worker 0, the chief, writes the checkpoints into its
+--train_dir, which cifar10_eval.py scores and any trainer resumes.
 
 Usage, one command per machine (one parameter server, two workers):
 
@@ -21,15 +14,15 @@ Usage, one command per machine (one parameter server, two workers):
   python cifar10_distributed_train.py --job_name=worker --task_index=1 \\
       --ps_hosts=ps0:2222 --worker_hosts=worker0:2222,worker1:2222
 
-or, instead of the four cluster flags, TF_CONFIG='{"cluster": {"ps": [...],
-"worker": [...]}, "task": {"type": "worker", "index": 1}}'. On one machine,
---local_cluster=2 starts a parameter server and two workers on 127.0.0.1.
-Every flag of cifar10_train.py applies to each worker. Each task watches the
-others (cifar10_support.cluster): one that stays out of contact for
---task_timeout_secs stops the others with one line. The servers have no
+or TF_CONFIG='{"cluster": {"ps": [...], "worker": [...]}, "task": {"type":
+"worker", "index": 1}}' instead of the four cluster flags; --local_cluster=2
+runs such a cluster on this machine. Each worker takes cifar10_train.py's
+flags. A task out of contact for --task_timeout_secs stops the tasks that
+need it with one line (docs/DISTRIBUTED.md). The servers have no
 authentication: run the cluster only on a private network.
 """
 
+import contextlib
 import os
 import sys
 
@@ -73,16 +66,10 @@ def _given(name):
 
 
 def cluster_from_flags():
-    """The cluster and this process's task, from the flags or TF_CONFIG.
-
-    Returns:
-      (cluster, job_name, task_index): cluster maps 'ps' and 'worker' to
-      their lists of 'host:port'; worker 0 is the chief.
-
-    Raises:
-      UserError: if the cluster is missing, given twice, incomplete or
-        malformed, or this task or --replicas_to_aggregate do not fit it.
-    """
+    """(cluster, job_name, task_index) from the flags or TF_CONFIG; cluster
+    maps 'ps' and 'worker' to lists of 'host:port', worker 0 the chief.
+    UserError if the cluster is missing, given twice, incomplete or
+    malformed, or this task or --replicas_to_aggregate do not fit it."""
     given = [name for name in CLUSTER_FLAGS if _given(name)]
     if os.environ.get('TF_CONFIG') and given:
         raise UserError('the cluster is given twice, by TF_CONFIG and by --%s: give either '
@@ -122,29 +109,24 @@ def cluster_from_flags():
     return cluster, job_name, task_index
 
 
+def _replicas(cluster):
+    """Gradients averaged per synchronous step."""
+    return FLAGS.replicas_to_aggregate or len(cluster['worker'])
+
+
 def build_worker_graph(cluster, task_index, next_batch, devices):
-    """Builds a worker's part of the cluster's graph: the variables on the
-    parameter servers, under the single-device names; the towers on this
-    worker; their averaged gradient applied synchronously or as it comes.
-
-    Args:
-      cluster: from cluster_from_flags().
-      task_index: this worker's index.
-      next_batch: function returning (images, labels) for one tower.
-      devices: one device name per tower, without job or task.
-
-    Returns:
-      train_op, total_loss, summary_op, global_step, and the hooks the step
-      needs (cluster.SyncReplicasHook in synchronous mode).
-    """
+    """Builds a worker's part of the graph: the variables on the parameter
+    servers under the single-device names, a tower fed by next_batch() on
+    each of devices (without job or task), their gradient applied in sync or
+    as it comes. Returns train_op, total_loss, summary_op, global_step, and
+    the hooks the step needs (a cluster.SyncReplicasHook if in sync)."""
     num_workers = len(cluster['worker'])
-    replicas = FLAGS.replicas_to_aggregate or num_workers
     sync_optimizers = []
 
     def synchronize(opt, variable_averages):
         sync_optimizers.append(tf.train.SyncReplicasOptimizer(
-            cluster_lib.ThenAverage(opt, variable_averages), replicas_to_aggregate=replicas,
-            total_num_replicas=num_workers))
+            cluster_lib.ThenAverage(opt, variable_averages),
+            replicas_to_aggregate=_replicas(cluster), total_num_replicas=num_workers))
         return sync_optimizers[-1]
 
     device_setter = tf.train.replica_device_setter(
@@ -154,41 +136,30 @@ def build_worker_graph(cluster, task_index, next_batch, devices):
         global_step = tf.train.get_or_create_global_step()
         train_op, total_loss, summary_op = cifar10_multi_gpu_train.build_training(
             global_step, next_batch, devices,
-            replicas_per_step=replicas if FLAGS.sync_replicas else 1,
+            replicas_per_step=_replicas(cluster) if FLAGS.sync_replicas else 1,
             wrap_optimizer=synchronize if FLAGS.sync_replicas else None)
     hooks = [cluster_lib.SyncReplicasHook(optimizer, task_index == 0, num_workers)
              for optimizer in sync_optimizers]
     return train_op, total_loss, summary_op, global_step, hooks
 
 
-def run_worker(cluster, task_index):
-    """Trains as worker task_index, telling the parameter servers when done.
-
-    If a task it needs (the parameter servers; in synchronous mode also the
-    other workers) stays out of contact for --task_timeout_secs, a parameter
-    server was started with another cluster, or the cluster is stuck, it
-    ends the process with one line and exit status 1; the chief's
-    checkpoints are left as they are. Ctrl-C or SIGTERM before its session
-    exists ends it at once; after, once its step is done.
-
-    Args:
-      cluster: from cluster_from_flags().
-      task_index: this worker's index; 0 is the chief.
-    """
+def run_worker(cluster, task_index, view):
+    """Trains as worker task_index (0 is the chief), publishing its cluster
+    view; a task it needs lost, a parameter server with another cluster, or
+    a stuck cluster ends the process with one line and status 1. Ctrl-C or
+    SIGTERM ends it at once before its session exists, else after its step."""
     timeout_secs = FLAGS.task_timeout_secs
     config = cifar10.session_config(FLAGS.log_device_placement,
                                     FLAGS.num_gpus if FLAGS.device_type == 'cpu' else 1)
     if _given('num_gpus') or _given('device_type'):
-        devices = cifar10_multi_gpu_train.tower_devices(config, FLAGS.num_gpus,
-                                                        FLAGS.device_type)
+        devices = cifar10_multi_gpu_train.tower_devices(config, FLAGS.num_gpus, FLAGS.device_type)
     else:  # One tower, on the GPU if there is one, as cifar10_train.py places its model.
         devices = ['/gpu:0' if tf.config.list_physical_devices('GPU') else '/cpu:0']
     server = cluster_lib.start_server(cluster, 'worker', task_index, config)
-    view = cluster_lib.cluster_view(cluster, FLAGS.sync_replicas,
-                                    FLAGS.replicas_to_aggregate or len(cluster['worker']))
     cluster_lib.publish_view(server, 'worker', task_index, view)
 
     def stop(message, skip=()):
+        message += ': stopping'
         if task_index == 0:
             latest = checkpoints.newest_whole_checkpoint(FLAGS.train_dir)
             message += ('; the last checkpoint, %s, is intact' % latest if latest
@@ -197,33 +168,29 @@ def run_worker(cluster, task_index):
         cluster_lib.say_done(cluster, task_index, timeout_secs, failed=True, skip=skip)
         cluster_lib.exit_now(1)  # The main thread may wait on a lost task for ever.
 
-    def needed():
-        return [('ps', i) for i in range(len(cluster['ps']))] + (
-            [('worker', i) for i in range(len(cluster['worker'])) if i != task_index]
-            if FLAGS.sync_replicas else [])
+    def on_lost(job_name, index):
+        stop(cluster_lib.lost_message(cluster, job_name, index, timeout_secs),
+             skip=[(job_name, index)])
 
     def on_other_cluster(job_name, other_index, message):
         if job_name == 'ps':  # The parameter servers' cluster is the reference.
-            stop(message + ': stopping')
+            stop(message)
 
     def on_signal(signum):
         print('Stopped by signal %d before training.' % signum, flush=True)
         cluster_lib.say_done(cluster, task_index, timeout_secs)
         cluster_lib.exit_now(0)
 
+    needed = [('ps', i) for i in range(len(cluster['ps']))] + [
+        ('worker', i) for i in range(len(cluster['worker']))
+        if i != task_index and FLAGS.sync_replicas]  # The other workers if in sync.
     progress = cluster_lib.ProgressHook()
-    stop_watching = cluster_lib.watch(
-        cluster, view, needed, timeout_secs,
-        lambda job_name, index: stop(cluster_lib.lost_message(
-            cluster, job_name, index, timeout_secs) + ': stopping', skip=[(job_name, index)]),
-        on_other_cluster, lambda message: stop(message + ': stopping'),
-        lambda: progress.last_step_time)
+    stop_watching = cluster_lib.watch(cluster, view, lambda: needed, timeout_secs, on_lost,
+                                      on_other_cluster, stop, lambda: progress.last_step_time)
     cluster_lib.stop_at_once_until(progress.started, on_signal)
     failed = True
     try:
-        # After the server starts, so that the others see this task answer
-        # while it downloads.
-        cifar10.maybe_download_and_extract()
+        cifar10.maybe_download_and_extract()  # The others see the server answer meanwhile.
         worker_cpu = cluster_lib.task_name('worker', task_index) + '/cpu:0'
         with tf.Graph().as_default():
             with tf.device(worker_cpu):  # Its input pipeline on its CPU.
@@ -232,11 +199,9 @@ def run_worker(cluster, task_index):
                     [images, labels], capacity=2 * len(devices))
             train_op, total_loss, summary_op, global_step, sync_hooks = build_worker_graph(
                 cluster, task_index, batch_queue.dequeue, devices)
-            config.device_filters.extend(['/job:ps', cluster_lib.task_name('worker',
-                                                                           task_index)])
+            config.device_filters.extend(['/job:ps', cluster_lib.task_name('worker', task_index)])
             examples_per_step = len(devices) * FLAGS.batch_size * (
-                FLAGS.replicas_to_aggregate or len(cluster['worker'])
-                if FLAGS.sync_replicas else 1)
+                _replicas(cluster) if FLAGS.sync_replicas else 1)
             with tf.device(worker_cpu):  # The chief's Saver writes its checkpoints itself.
                 cifar10_train.train_loop(
                     train_op, total_loss, global_step, num_towers=len(devices),
@@ -264,17 +229,14 @@ def main(argv=None):  # pylint: disable=unused-argument
             [sys.executable, os.path.abspath(__file__)] + passed_on, FLAGS.local_cluster,
             FLAGS.task_timeout_secs))
     cluster, job_name, task_index = cluster_from_flags()
+    view = cluster_lib.cluster_view(cluster, FLAGS.sync_replicas, _replicas(cluster))
     if job_name == 'ps':
-        view = cluster_lib.cluster_view(cluster, FLAGS.sync_replicas,
-                                        FLAGS.replicas_to_aggregate or len(cluster['worker']))
         cluster_lib.exit_now(cluster_lib.run_parameter_server(
             cluster, task_index, view, cifar10.session_config(), FLAGS.task_timeout_secs))
     try:
-        if task_index == 0:
-            with checkpoints.claim_train_dir(FLAGS.train_dir):
-                run_worker(cluster, task_index)
-        else:
-            run_worker(cluster, task_index)
+        with (checkpoints.claim_train_dir(FLAGS.train_dir) if task_index == 0
+              else contextlib.nullcontext()):
+            run_worker(cluster, task_index, view)
     except (UserError, FloatingPointError) as e:
         cluster_lib.say_error(str(e))
         cluster_lib.exit_now(1)

@@ -7,15 +7,11 @@ Accuracy:
 cifar10_train.py achieves 83.0% accuracy after 100K steps (256 epochs
 of data) as judged by cifar10_eval.py (the original's figure).
 
-Usage (the data set is downloaded to --data_dir first if it is not there):
+Usage: every --eval_interval_secs it scores the newest checkpoint in --checkpoint_dir
+if it is new, writing its precisions and confusion matrix to --eval_dir for
+TensorBoard (the data set is downloaded to --data_dir first if it is not there):
 
   python cifar10_eval.py --checkpoint_dir=/tmp/cifar10_train --eval_dir=/tmp/cifar10_eval
-
-Beside the trainer, every --eval_interval_secs it looks for a new
-checkpoint in --checkpoint_dir and scores it once with the moving averages
-of the weights, writing 'Precision @ 1', each class's precision and the
-confusion matrix to --eval_dir for TensorBoard. A damaged checkpoint is
-said and passed over (--run_once scores the newest one that restores).
 """
 
 import math
@@ -44,38 +40,27 @@ tf.app.flags.DEFINE_integer('num_examples', 10000,
                             """Number of examples to run.""", lower_bound=1)
 tf.app.flags.DEFINE_boolean('run_once', False,
                             """Whether to run eval only once.""")
-tf.app.flags.DEFINE_integer('timeout', None,
-                            """Stop after this many seconds without a new checkpoint
-                            (default: poll for ever).""", lower_bound=0)
+tf.app.flags.DEFINE_integer('timeout', None, """Stop after this many seconds without a new """
+                            """checkpoint (default: poll for ever).""", lower_bound=0)
 
 FLAGS_USED = cifar10.MODEL_FLAGS + cifar10.DOWNLOAD_FLAGS + [
     'eval_dir', 'eval_data', 'checkpoint_dir', 'eval_interval_secs', 'num_examples',
     'run_once', 'timeout']
 
+_said_state_damage = set()  # The folders whose damaged state file was named.
+
 
 def eval_once(saver, summary_writer, eval_ops, summary_op, checkpoint_path, num_examples,
               class_names):
-    """Run Eval once.
-
-    Writes 'Precision @ 1', each class's precision and the confusion matrix
-    at the checkpoint's global step; with --run_once, also prints them.
+    """Run Eval once (UserError if the checkpoint does not fit this model).
 
     Args:
-      saver: Saver.
-      summary_writer: Summary writer.
-      eval_ops: from build_eval_graph.
-      summary_op: Summary op.
-      checkpoint_path: the checkpoint to evaluate.
-      num_examples: how many examples to score; each record is read once.
+      saver, summary_writer: the Saver and the summary writer.
+      eval_ops, summary_op: from build_eval_graph, and the Summary op.
+      checkpoint_path, num_examples: the checkpoint to score, on how many examples.
       class_names: the class names, label 0's first.
-
     Returns:
-      The precision, or None if the checkpoint is damaged or was deleted
-      while being read (a line says which).
-
-    Raises:
-      UserError: if the checkpoint does not fit this model, or the summary
-        cannot be written.
+      The precision, or None if the checkpoint is damaged or gone (a line says which).
     """
     with tf.Session(config=cifar10.session_config()) as sess:
         damage = checkpoints.restore_checkpoint(
@@ -83,25 +68,20 @@ def eval_once(saver, summary_writer, eval_ops, summary_op, checkpoint_path, num_
             'cannot evaluate %s, it does not fit this model (%s): point --checkpoint_dir at '
             'this model\'s checkpoints, with --use_fp16 if it was trained with it')
         if damage is not None:
-            gone = checkpoint_path not in checkpoints.list_checkpoints(
-                os.path.dirname(checkpoint_path))[0]
-            print('%s: %s' % (datetime.now(), (
-                '%s was deleted while being read (the trainer keeps only the newest); '
-                'moving on to the newest.' % checkpoint_path if gone else
-                '%s is damaged (%s); it is not scored.' % (checkpoint_path, damage))),
-                flush=True)
+            if checkpoint_path in checkpoints.list_checkpoints(os.path.dirname(checkpoint_path))[0]:
+                said = '%s is damaged (%s); it is not scored.' % (checkpoint_path, damage)
+            else:
+                said = ('%s was deleted while being read (the trainer keeps only the newest); '
+                        'moving on to the newest.' % checkpoint_path)
+            print('%s: %s' % (datetime.now(), said), flush=True)
             return None
         sess.run(tf.local_variables_initializer())
-
-        # Start the queue runners.
         coord = tf.train.Coordinator()
         threads = tf.train.start_queue_runners(sess=sess, coord=coord)
-        batches, summary = [], None  # (in_top_k, labels, predictions) of the counted.
         fetches = [eval_ops['in_top_k'], eval_ops['labels'], eval_ops['predictions']]
-        total_count = 0
+        batches, summary, total_count = [], None, 0  # batches: the fetches of the counted.
         try:
-            num_iter = int(math.ceil(num_examples / FLAGS.batch_size))
-            for _ in range(num_iter):
+            for _ in range(int(math.ceil(num_examples / FLAGS.batch_size))):
                 if summary is None:
                     batch, summary = sess.run([fetches, summary_op])
                 else:
@@ -115,13 +95,10 @@ def eval_once(saver, summary_writer, eval_ops, summary_op, checkpoint_path, num_
             coord.request_stop()
             coord.join(threads, stop_grace_period_secs=10)
 
-    # Compute precision @ 1.
-    in_top_k, labels, predictions = (np.concatenate(values)
-                                     for values in zip(*batches, strict=True))
+    in_top_k, labels, predictions = (np.concatenate(v) for v in zip(*batches, strict=True))
     precision = np.sum(in_top_k) / total_count
     print('%s: precision @ 1 = %.3f' % (datetime.now(), precision), flush=True)
-    confusion, correct = summaries.count_by_class(in_top_k, labels, predictions,
-                                                  len(class_names))
+    confusion, correct = summaries.count_by_class(in_top_k, labels, predictions, len(class_names))
     if FLAGS.run_once:
         print(summaries.plain_table(summaries.class_table(class_names, confusion, correct)),
               flush=True)
@@ -143,20 +120,12 @@ def build_eval_graph(eval_data):
 
     Args:
       eval_data: bool, the test file if True, else the training files.
-
     Returns:
-      eval_ops: dict of Tensors, one entry per example of a batch:
-        'in_top_k' (whether its top prediction is right), 'labels',
-        'predictions' (its top class) and 'logits'.
+      eval_ops: dict of a batch's 'in_top_k', 'labels', 'predictions' and 'logits'.
       saver: a Saver that restores the moving averages of the weights.
     """
-    # Get images and labels for CIFAR-10.
     images, labels = cifar10.inputs(eval_data=eval_data)
-
-    # Build a Graph that computes the logits predictions from the
-    # inference model.
     logits = cifar10.inference(images)
-
     # Calculate predictions (in_top_k takes float32 only: --use_fp16's are cast).
     top_k_op = tf.nn.in_top_k(predictions=tf.cast(logits, tf.float32), targets=labels, k=1)
 
@@ -166,12 +135,7 @@ def build_eval_graph(eval_data):
 
 
 def evaluate():
-    """Eval CIFAR-10 for a number of steps, once per new checkpoint.
-
-    Raises:
-      UserError: if a data file is bad, with --run_once if no checkpoint
-        restores, or if a checkpoint does not fit this model.
-    """
+    """Eval CIFAR-10 once per new checkpoint (--run_once: the newest that restores)."""
     eval_data = FLAGS.eval_data == 'test'
     num_records = cifar10_input.check_data_files(cifar10_input.data_filenames(
         eval_data, os.path.join(FLAGS.data_dir, cifar10.DATA_SUBDIR)))
@@ -184,32 +148,22 @@ def evaluate():
     with tf.Graph().as_default() as g:
         eval_ops, saver = build_eval_graph(eval_data)
         class_names = cifar10.class_names()
-
-        # Build the summary operation based on the TF collection of Summaries.
         summary_op = tf.summary.merge_all()
         try:
             summary_writer = summaries.SummaryWriter(FLAGS.eval_dir, g)
         except (tf.errors.OpError, OSError) as e:
             raise runtime.write_error(FLAGS.eval_dir, e, 'make room and run again') from e
+        evaluate_checkpoints = (_evaluate_newest_whole_checkpoint if FLAGS.run_once
+                                else _evaluate_each_new_checkpoint)
         try:
-            if FLAGS.run_once:
-                _evaluate_newest_whole_checkpoint(
-                    lambda path: eval_once(saver, summary_writer, eval_ops, summary_op, path,
-                                           num_examples, class_names))
-            else:
-                _evaluate_each_new_checkpoint(
-                    lambda path: eval_once(saver, summary_writer, eval_ops, summary_op, path,
-                                           num_examples, class_names))
+            evaluate_checkpoints(lambda path: eval_once(
+                saver, summary_writer, eval_ops, summary_op, path, num_examples, class_names))
         finally:
             summary_writer.close()
 
 
-_said_state_damage = set()  # The folders whose damaged state file was named.
-
-
 def _listed_checkpoints():
-    """The checkpoints in --checkpoint_dir, oldest first, found by their
-    files; a damaged state file is named once."""
+    """The checkpoints in --checkpoint_dir, oldest first; a damaged state file is said once."""
     paths, state_damage = checkpoints.list_checkpoints(FLAGS.checkpoint_dir)
     if state_damage and FLAGS.checkpoint_dir not in _said_state_damage:
         _said_state_damage.add(FLAGS.checkpoint_dir)
@@ -232,9 +186,8 @@ def _evaluate_newest_whole_checkpoint(score):
 
 
 def _evaluate_each_new_checkpoint(score):
-    """Polls --checkpoint_dir and scores each new checkpoint once, until
-    --timeout seconds pass without one (counted from the end of the last
-    evaluation, so a slow evaluation does not eat the timeout)."""
+    """Polls --checkpoint_dir and scores each new checkpoint once, until --timeout
+    seconds pass without one after the last evaluation ended."""
     last_evaluated, said_waiting, idle_since = None, False, time.time()
     while True:
         # A checkpoint without its index may be one the trainer is writing.

@@ -39,10 +39,8 @@ FLAGS = tf.app.flags.FLAGS
 
 tf.app.flags.DEFINE_string('export_dir', '/tmp/cifar10_model',
                            """Directory of the exported model's numbered versions.""")
-tf.app.flags.DEFINE_integer('export_version', None,
-                            """The version to write (default: one more than the
-                            highest in --export_dir).""",
-                            lower_bound=1)
+tf.app.flags.DEFINE_integer('export_version', None, """The version to write (default: one
+                            more than the highest in --export_dir).""", lower_bound=1)
 FLAGS_USED = ['data_dir', 'use_fp16', 'gpu_memory_fraction', 'checkpoint_dir',
               'checkpoint_path', 'export_dir', 'export_version']
 
@@ -66,22 +64,16 @@ STAGING_PREFIX = '.exporting-'
 
 
 def next_version(export_dir):
-    """One more than the highest numbered version in export_dir, 1 if none.
-
-    Args:
-      export_dir: an existing folder.
-
-    Returns:
-      An int.
-    """
+    """One more than the highest numbered version in export_dir (an existing
+    folder), 1 if none."""
     versions = [int(name) for name in os.listdir(export_dir) if name.isdigit()]
     return max(versions, default=0) + 1
 
 
 def decode_images(image_bytes):
-    """Decodes a batch of encoded images as cifar10_predict.decode_image does
-    each, first checking that each is one of IMAGE_MAGIC's formats: an error
-    then names the first that is not, by its place in the batch.
+    """Decodes a batch of encoded images as cifar10_predict.decode_image does,
+    each first checked against IMAGE_MAGIC so that an error names the bad one's
+    place in the batch (decode_image's own error does not say which).
 
     Args:
       image_bytes: [n] string Tensor of encoded images.
@@ -106,12 +98,11 @@ def decode_images(image_bytes):
 
 
 def write_saved_model(checkpoint_path, saved_model_dir, class_names):
-    """Writes the model with the checkpoint's averaged weights as a SavedModel
-    with the two signatures the module docstring describes.
+    """Writes the checkpoint's averaged weights as a SavedModel with the two
+    signatures the module docstring describes.
 
     Args:
-      checkpoint_path: the checkpoint's path prefix.
-      saved_model_dir: the folder to write; it must not exist.
+      checkpoint_path, saved_model_dir: the checkpoint's path prefix; the new folder.
       class_names: the NUM_CLASSES class names, label 0's first.
 
     Raises:
@@ -145,11 +136,8 @@ def write_saved_model(checkpoint_path, saved_model_dir, class_names):
 
 
 def export(checkpoint_path, export_dir, version=None, class_names=None):
-    """Exports a checkpoint as a new numbered version, atomically.
-
-    The SavedModel is written to a staging folder (STAGING_PREFIX) in
-    export_dir, renamed to its version once complete, and the staging
-    folder removed, also when the export fails or is interrupted.
+    """Exports a checkpoint as a new numbered version, atomically: written to
+    a staging folder in export_dir, renamed once complete.
 
     Args:
       checkpoint_path: the checkpoint's path prefix.
@@ -166,19 +154,18 @@ def export(checkpoint_path, export_dir, version=None, class_names=None):
     """
     if os.path.exists(export_dir) and not os.path.isdir(export_dir):
         raise UserError('--export_dir=%s is a file, not a folder: give the folder '
-                                'of the exported versions' % export_dir)
+                        'of the exported versions' % export_dir)
     try:
         os.makedirs(export_dir, exist_ok=True)
         if version is None:
             version = next_version(export_dir)
     except OSError as e:
         raise UserError('cannot use --export_dir=%s (%s): give a folder you can write'
-                                % (export_dir, e.strerror or e)) from e
+                        % (export_dir, e.strerror or e)) from e
     version_dir = os.path.join(export_dir, str(version))
     if os.path.exists(version_dir):
         raise UserError('%s already exists and is never overwritten: choose another '
-                                '--export_version, or leave it out for the next one'
-                                % version_dir)
+                        '--export_version, or leave it out for the next one' % version_dir)
     staging_dir = tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=export_dir)
     try:
         saved_model_dir = os.path.join(staging_dir, str(version))
@@ -188,7 +175,7 @@ def export(checkpoint_path, export_dir, version=None, class_names=None):
             os.rename(saved_model_dir, version_dir)
         except OSError as e:  # Another export wrote this version meanwhile.
             raise UserError('cannot move the export to %s (%s): export again'
-                                    % (version_dir, e.strerror or e)) from e
+                            % (version_dir, e.strerror or e)) from e
     finally:
         shutil.rmtree(staging_dir, ignore_errors=True)
     return version_dir

@@ -3,13 +3,10 @@
 
 """Routine for decoding the CIFAR-10 binary file format.
 
-Each image is one fixed-length record of 3073 bytes: a label byte (0-9),
-then the 1024 red, 1024 green and 1024 blue bytes of a 32x32 image. A
-filename queue feeds a fixed-length record reader, 16 threads queue the
-images, and a Coordinator started by the caller runs them. Every data file
-is checked before any queue is built, so bad data is one clear error, not a
-hang at "Filling queue". A library; run `cifar10_train.py` or
-`cifar10_eval.py` to use it.
+Each record is a label byte (0-9), then the 1024 red, green and blue bytes
+of a 32x32 image. Every data file is checked before any queue is built, so
+bad data is one clear error, not a hang at "Filling queue". A library; run
+cifar10_train.py or cifar10_eval.py to use it.
 """
 
 import os
@@ -19,9 +16,8 @@ import numpy as np
 
 from cifar10_support.runtime import UserError, tf
 
-# Process images of this size. Note that this differs from the original CIFAR
-# image size of 32 x 32. If one alters this number, then the entire model
-# architecture will change and any model would need to be retrained.
+# Process images of this size, cropped from the 32 x 32 originals. Altering it changes
+# the entire model architecture, and any model would need to be retrained.
 IMAGE_SIZE = 24
 
 # Global constants describing the CIFAR-10 data set.
@@ -44,57 +40,42 @@ CLASS_NAMES = ['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', '
 # The queues keep this fraction of an epoch, for good shuffling.
 MIN_FRACTION_OF_EXAMPLES_IN_QUEUE = 0.4
 NUM_PREPROCESS_THREADS = 16
-# Records read at a time: one at a time, TensorFlow's cost per op would
-# outweigh their work.
+# Records read at a time (one at a time, the cost per op outweighs the work).
 RECORDS_PER_READ = 128
 # The tf.data pipeline's parallel map calls, and batches prefetched.
 NUM_DATASET_MAP_CALLS = NUM_DATASET_PREFETCH_BATCHES = 2
 
 
 def read_cifar10(filename_queue, num_records=1):
-    """Reads and parses examples from CIFAR-10 data files, up to num_records
-    at a time (fewer at the end of a file).
+    """Reads and parses up to num_records examples from CIFAR-10 data files.
 
     Args:
       filename_queue: A queue of strings with the filenames to read from.
       num_records: the most records to read at once.
-
     Returns:
-      An object representing the examples, with the following fields:
-        height, width, depth: of the images (32, 32, 3).
-        key: a string Tensor describing the filename & record number.
-        label: [n] int32 Tensor with the labels in the range 0..9.
-        uint8image: [n, height, width, depth] uint8 Tensor with the images.
+      An object with fields height, width, depth (32, 32, 3); key, a string Tensor naming
+      file & record; label, [n] int32 in 0..9; uint8image, [n, height, width, depth] uint8.
     """
     reader = tf.FixedLengthRecordReader(record_bytes=RECORD_BYTES)
     key, value = reader.read_up_to(filename_queue, num_records)
     labels, images = decode_records(value)
-    return types.SimpleNamespace(height=ORIGINAL_HEIGHT, width=ORIGINAL_WIDTH,
-                                 depth=ORIGINAL_DEPTH, key=key, label=labels,
-                                 uint8image=images)
+    return types.SimpleNamespace(height=ORIGINAL_HEIGHT, width=ORIGINAL_WIDTH, depth=ORIGINAL_DEPTH,
+                                 key=key, label=labels, uint8image=images)
 
 
 def decode_records(values):
-    """Splits records into labels and images (a chunk of a file's bytes, or
-    a whole file's at once).
+    """Splits records into labels and images.
 
     Args:
       values: 1-D string Tensor of records, RECORD_BYTES long each.
-
     Returns:
       labels: 1-D int32 Tensor, in the range 0..9.
       images: [n, 32, 32, 3] uint8 Tensor (height, width, depth).
     """
-    # Convert from a string to a vector of uint8 that is RECORD_BYTES long.
     record_bytes = tf.reshape(tf.decode_raw(values, tf.uint8), [-1, RECORD_BYTES])
-
-    # The first byte is the label, which we convert from uint8 to int32.
     labels = tf.cast(record_bytes[:, 0], tf.int32)
-
-    # The remaining bytes after the label represent the image, which we reshape
-    # from [depth * height * width] to [depth, height, width], then transpose
-    # to [height, width, depth] (compiled by XLA: TensorFlow's own transpose
-    # of uint8 images costs several times the rest of the reading).
+    # [depth, height, width] images, transposed to [height, width, depth] by XLA:
+    # TensorFlow's own transpose of uint8 images is slow.
     depth_major = tf.reshape(record_bytes[:, LABEL_BYTES:],
                              [-1, ORIGINAL_DEPTH, ORIGINAL_HEIGHT, ORIGINAL_WIDTH])
     with tf.xla.experimental.jit_scope():
@@ -107,19 +88,13 @@ def _generate_image_and_label_batch(images, labels, min_queue_examples, batch_si
     Args:
       images: 4-D Tensor of [n, height, width, 3]: examples enqueued one by one.
       labels: 1-D Tensor of [n] type.int32
-      min_queue_examples: int32, minimum number of samples to retain
-        in the queue that provides of batches of examples.
+      min_queue_examples: int32, minimum number of samples to retain in the queue.
       batch_size: Number of images per batch.
-      shuffle: boolean indicating whether to use a shuffling queue. A queue
-        that does not shuffle lets its last batch be smaller, so that an
-        evaluation reads each record exactly once.
-
+      shuffle: whether to shuffle; if not, the last batch may be smaller.
     Returns:
       images: Images. 4D tensor of [batch_size, height, width, 3] size.
       labels: Labels. 1D tensor of [batch_size] size.
     """
-    # Create a queue that shuffles the examples, and then
-    # read 'batch_size' images + labels from the example queue.
     capacity = min_queue_examples + 3 * batch_size
     if shuffle:
         return tf.train.shuffle_batch(
@@ -131,21 +106,10 @@ def _generate_image_and_label_batch(images, labels, min_queue_examples, batch_si
 
 
 def distort_images(uint8images):
-    """The training distortions, each image with its own random draws: the
-    original's tf.random_crop to 24x24, tf.image.random_flip_left_right,
-    random_brightness(max_delta=63), random_contrast(0.2, 1.8) and
-    per_image_standardization, one image at a time, here computed for a
-    batch in loops that XLA fuses, for a fraction of those ops' CPU time
-    (docs/PERFORMANCE.md). Brightness, contrast and standardization each map
-    a channel's values by a + b x value: together they are one such map per
-    image and channel, from the crop's exact integer sums (so a nearly
-    one-colour image is not swamped by float32 rounding, as in the original).
-
-    Args:
-      uint8images: [n, 32, 32, 3] uint8 Tensor.
-
-    Returns:
-      [n, IMAGE_SIZE, IMAGE_SIZE, 3] float32 Tensor.
+    """The original's distortions of [n, 32, 32, 3] uint8 images, each with its own random
+    draws: a random 24x24 crop, a left-right flip, random_brightness(max_delta=63),
+    random_contrast(0.2, 1.8), then per_image_standardization; returns [n, 24, 24, 3]
+    float32. Hand-fused because it is faster (docs/PERFORMANCE.md); tested against tf.image's ops.
     """
     n = tf.shape(uint8images)[0]
     return _distort_images(
@@ -169,7 +133,8 @@ def _distort_images(uint8images, offsets, flip, delta, factor):
         crops = tf.gather(tf.gather(uint8images, rows, axis=1, batch_dims=1), columns,
                           axis=2, batch_dims=1)
 
-        # Each channel's mean and variance, from exact integer sums.
+        # Each channel's mean and variance, from exact integer sums: float32
+        # rounding would swamp a nearly one-colour image.
         pixels = IMAGE_SIZE * IMAGE_SIZE
         ints = tf.cast(crops, tf.int32)
         sums = tf.reduce_sum(ints, axis=[1, 2], keepdims=True)
@@ -178,7 +143,8 @@ def _distort_images(uint8images, offsets, flip, delta, factor):
         variances = (pixels * squares - tf.square(tf.cast(sums, tf.float64))) / pixels ** 2
         # Brightness shifts the values by delta, contrast scales deviations from
         # the channel's mean by factor, standardization subtracts the image's
-        # mean and divides by its standard deviation (at least 1 / sqrt(values)).
+        # mean and divides by its standard deviation (at least 1 / sqrt(values)):
+        # together, one map a + b * value per image and channel.
         means += delta
         image_mean = tf.reduce_mean(means, axis=3, keepdims=True)
         image_variance = tf.reduce_mean(
@@ -201,47 +167,34 @@ def crop_and_standardize(uint8images):
 def distorted_inputs(data_dir, batch_size):
     """Construct distorted input for CIFAR training using the Reader ops.
 
-    The shuffling queue holds the images as read (uint8: less than half the
-    bytes of distorted ones), and each shuffled batch is distorted at once.
-
     Args:
       data_dir: Path to the CIFAR-10 data directory.
       batch_size: Number of images per batch.
-
     Returns:
       images: Images. 4D tensor of [batch_size, IMAGE_SIZE, IMAGE_SIZE, 3] size.
       labels: Labels. 1D tensor of [batch_size] size.
-
     Raises:
-      UserError: if a training file is missing or not CIFAR-10, or
-        batch_size is larger than the training set.
+      UserError: if the training data is bad, or smaller than batch_size.
     """
     filenames, min_queue_examples = _training_files(data_dir, batch_size)
-
-    # Create a queue that produces the filenames to read.
     filename_queue = tf.train.string_input_producer(filenames)
-
     with tf.name_scope('data_augmentation') as augmentation_scope:
-        # Read examples from files in the filename queue.
         read_input = read_cifar10(filename_queue, RECORDS_PER_READ)
 
-    # Generate a batch of images and labels by building up a queue of examples.
+    # Generate a batch of images and labels by building up a queue of examples,
+    # uint8 (smaller than distorted ones); a whole batch is distorted at once.
     uint8_batch, labels = _generate_image_and_label_batch(
         read_input.uint8image, read_input.label, min_queue_examples, batch_size,
         shuffle=True)
     with tf.name_scope(augmentation_scope):
         images = distort_images(uint8_batch)
-
-    # Display the training images in the visualizer.
     tf.summary.image('images', images)
     return images, labels
 
 
 def distorted_inputs_dataset(data_dir, batch_size):
-    """distorted_inputs written with tf.data (--input_pipeline=dataset): the
-    same reading, distortions, shuffling (a buffer the size of the shuffling
-    queue) and batching, without queue runners; the same Args, Returns and
-    Raises."""
+    """distorted_inputs written with tf.data, without queue runners: the same
+    Args, Returns and Raises."""
     filenames, min_queue_examples = _training_files(data_dir, batch_size)
     with tf.name_scope('data_augmentation'):
         records = (tf.data.Dataset.from_tensor_slices(filenames).shuffle(len(filenames))
@@ -262,43 +215,33 @@ def distorted_inputs_dataset(data_dir, batch_size):
 
 
 def inputs(eval_data, data_dir, batch_size):
-    """Construct input for CIFAR evaluation using the Reader ops, reading
-    each record once: the last batch may be smaller, then
-    tf.errors.OutOfRangeError (the epoch counter is a local variable).
+    """Construct input for CIFAR evaluation using the Reader ops: each record
+    once, then tf.errors.OutOfRangeError (the epoch count is a local variable).
 
     Args:
       eval_data: bool, indicating if one should use the train or eval data set.
       data_dir: Path to the CIFAR-10 data directory.
       batch_size: Number of images per batch.
-
     Returns:
       images: Images. 4D tensor of [batch_size, IMAGE_SIZE, IMAGE_SIZE, 3] size.
       labels: Labels. 1D tensor of [batch_size] size.
-
     Raises:
-      UserError: if a data file is missing or not CIFAR-10."""
+      UserError: if a data file is missing or not CIFAR-10.
+    """
     filenames = data_filenames(eval_data, data_dir)
     num_records = check_data_files(filenames)
     num_examples_per_epoch = (NUM_EXAMPLES_PER_EPOCH_FOR_EVAL if eval_data
                               else NUM_EXAMPLES_PER_EPOCH_FOR_TRAIN)
 
     with tf.name_scope('input'):
-        # Create a queue that produces the filenames to read, for one epoch.
         filename_queue = tf.train.string_input_producer(filenames, num_epochs=1)
-
-        # Read examples from files in the filename queue; crop the central
-        # [IMAGE_SIZE, IMAGE_SIZE] of each image and standardize it.
         read_input = read_cifar10(filename_queue, RECORDS_PER_READ)
         float_image = crop_and_standardize(read_input.uint8image)
-
-        # Ensure that the random shuffling has good mixing properties.
         min_queue_examples = int(min(num_examples_per_epoch, num_records) *
                                  MIN_FRACTION_OF_EXAMPLES_IN_QUEUE)
 
-    # Generate a batch of images and labels by building up a queue of examples.
     images, labels = _generate_image_and_label_batch(float_image, read_input.label,
-                                                     min_queue_examples, batch_size,
-                                                     shuffle=False)
+                                                     min_queue_examples, batch_size, shuffle=False)
     tf.summary.image('images', images)
     return images, labels
 
@@ -309,10 +252,8 @@ def data_filenames(eval_data, data_dir):
 
 
 def _training_files(data_dir, batch_size):
-    """Checks the training files and says how many examples the shuffling
-    keeps, as the original did before it started to train; returns the
-    files and min_queue_examples, 0.4 of an epoch (or of the records, when
-    there are fewer: the sample)."""
+    """Checks the training files, and says how many examples the shuffling
+    keeps; returns the files and that number, min_queue_examples."""
     filenames = data_filenames(False, data_dir)
     num_records = check_data_files(filenames)
     if batch_size > num_records:
@@ -328,15 +269,13 @@ def _training_files(data_dir, batch_size):
 
 
 def check_data_files(filenames):
-    """Checks that each file holds whole CIFAR-10 records, each label byte a
-    class (0-9), not all zero bytes: the right size is not enough.
+    """Checks that each file holds whole CIFAR-10 records, each label a class,
+    not all zero bytes: the right size is not enough.
 
     Args:
       filenames: paths of CIFAR-10 binary files.
-
     Returns:
       The total number of records in the files.
-
     Raises:
       UserError: naming the first bad file, what is wrong and what to do.
     """
@@ -376,9 +315,8 @@ def check_data_files(filenames):
 
 
 def read_class_names(data_dir):
-    """The NUM_CLASSES class names, label 0's first: the lines of
-    batches.meta.txt in data_dir, as the binary release has it, or
-    CLASS_NAMES without it. Raises UserError if it is not ten names."""
+    """The class names, label 0's first: the lines of CLASS_NAMES_FILE in data_dir,
+    else CLASS_NAMES. Raises UserError if it does not hold NUM_CLASSES names."""
     path = os.path.join(data_dir, CLASS_NAMES_FILE)
     if not os.path.exists(path):
         return list(CLASS_NAMES)

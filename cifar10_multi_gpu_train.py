@@ -22,11 +22,9 @@ Usage (the data set is downloaded to --data_dir first if it is not there):
 
   python cifar10_multi_gpu_train.py --num_gpus=2
 
-One tower per device, each on its own batch from one input pipeline; the
-towers' gradients are averaged on the CPU and applied once per step, so a
-step consumes --num_gpus batches. Without GPUs, --device_type=cpu places the
-towers on that many logical CPU devices. Checkpoints, resume, Ctrl-C and the
-log line are those of cifar10_train.py, whose flags this script shares.
+One tower per device, each on its own batch; a step applies their averaged
+gradients once. --device_type=cpu puts the towers on logical CPU devices.
+It shares cifar10_train.py's flags, checkpoints, resume and log line.
 """
 
 import cifar10
@@ -36,11 +34,9 @@ from cifar10_support.runtime import UserError, tf
 
 FLAGS = tf.app.flags.FLAGS
 
-tf.app.flags.DEFINE_integer('num_gpus', 1,
-                            """How many GPUs to use.""", lower_bound=1)
+tf.app.flags.DEFINE_integer('num_gpus', 1, """How many GPUs to use.""", lower_bound=1)
 tf.app.flags.DEFINE_enum('device_type', 'gpu', ['gpu', 'cpu'],
-                         """Place the towers on GPUs, or on logical CPU devices (to
-                         run without GPUs).""")
+                         """Place the towers on GPUs, or on logical CPU devices (without GPUs).""")
 
 FLAGS_USED = cifar10_train.FLAGS_USED + ['num_gpus', 'device_type']
 # The original multi-GPU script trained ten times longer by default.
@@ -52,46 +48,30 @@ def tower_loss(scope, images, labels):
 
     Args:
       scope: unique prefix string identifying the CIFAR tower, e.g. 'tower_0'
-      images: Images. 4D tensor of shape [batch_size, height, width, 3].
-      labels: Labels. 1D tensor of shape [batch_size].
-
+      images, labels: [batch_size, height, width, 3] images and [batch_size] labels.
     Returns:
        Tensor of shape [] containing the total loss for a batch of data
     """
-    # Build inference Graph.
     logits = cifar10.inference(images)
-
-    # Build the portion of the Graph calculating the losses. Note that we will
-    # assemble the total_loss using a custom function below; only this tower's
-    # losses are summed, although the 'losses' collection holds every tower's.
+    # Only this tower's losses are summed, although the 'losses' collection holds every tower's.
     return cifar10.loss(logits, labels, scope)
 
 
 def average_gradients(tower_grads):
-    """Calculate the average gradient for each shared variable across all towers.
-
-    Note that this function provides a synchronization point across all towers.
+    """Calculate the average gradient for each shared variable across all towers
+    (a synchronization point across all towers).
 
     Args:
-      tower_grads: List of lists of (gradient, variable) tuples. The outer list
-        is over individual gradients. The inner list is over the gradient
-        calculation for each tower.
+      tower_grads: List of lists of (gradient, variable) tuples, one list per tower.
     Returns:
-       List of pairs of (gradient, variable) where the gradient has been averaged
-       across all towers.
+       List of pairs of (gradient, variable), the gradient averaged across all towers.
     """
     average_grads = []
     for grad_and_vars in zip(*tower_grads, strict=True):
-        # Note that each grad_and_vars looks like the following:
-        #   ((grad0_gpu0, var0_gpu0), ... , (grad0_gpuN, var0_gpuN))
+        # grad_and_vars: ((grad0_gpu0, var0_gpu0), ... , (grad0_gpuN, var0_gpuN))
         grads = [tf.expand_dims(g, 0) for g, _ in grad_and_vars]
-
-        # Average over the 'tower' dimension.
         grad = tf.reduce_mean(tf.concat(axis=0, values=grads), 0)
-
-        # Keep in mind that the Variables are redundant because they are shared
-        # across towers. So .. we will just return the first tower's pointer to
-        # the Variable.
+        # The Variables are shared across towers: the first tower's pointer will do.
         v = grad_and_vars[0][1]
         average_grads.append((grad, v))
     return average_grads
@@ -110,22 +90,15 @@ def prefetch_queue(tensors, capacity):
 
 def build_training(global_step, next_batch, devices, replicas_per_step=1,
                    wrap_optimizer=None):
-    """Builds the towers, the averaged update and the summaries.
-
-    Variables live on the CPU, shared by every tower; each tower sums only
-    its own losses; the averaged gradients are applied once, then the moving
-    averages of the weights are updated. The losses' summaries and moving
-    averages are of the towers' means, under the single-device names.
+    """Builds the towers, the averaged update and the summaries; the losses'
+    are of the towers' means, under the single-device names.
 
     Args:
       global_step: the global step variable.
       next_batch: function returning (images, labels) for one tower.
       devices: one device name per tower.
-      replicas_per_step: how many replicas of these towers (cluster workers)
-        train each global step together, for the learning rate.
-      wrap_optimizer: passed to cifar10.apply_gradients (the distributed
-        trainer's synchronous optimizer).
-
+      replicas_per_step: how many replicas (cluster workers) share a step.
+      wrap_optimizer: passed to cifar10.apply_gradients.
     Returns:
       train_op: runs one synchronous step of all towers.
       total_loss: the towers' mean total loss.
@@ -135,24 +108,16 @@ def build_training(global_step, next_batch, devices, replicas_per_step=1,
     opt = cifar10.optimizer(cifar10.learning_rate(
         global_step, batches_per_step=len(devices) * replicas_per_step))
 
-    # Calculate the gradients for each model tower.
     tower_grads, tower_losses, tower_totals = [], [], []
     with tf.variable_scope(tf.get_variable_scope()):
         for i, device in enumerate(devices):
             with tf.device(device):
                 with tf.name_scope('%s_%d' % (cifar10.TOWER_NAME, i)) as scope:
-                    # Dequeues one batch for the GPU
                     image_batch, label_batch = next_batch()
-                    # Calculate the loss for one tower of the CIFAR model. This function
-                    # constructs the entire CIFAR model but shares the variables across
-                    # all towers.
+                    # The entire model, its variables shared across all towers.
                     tower_totals.append(tower_loss(scope, image_batch, label_batch))
                     tower_losses.append(tf.get_collection('losses', scope))
-
-                    # Reuse variables for the next tower.
                     tf.get_variable_scope().reuse_variables()
-
-                    # Calculate the gradients for the batch of data on this CIFAR tower.
                     tower_grads.append(opt.compute_gradients(tower_totals[-1]))
 
     # The step's losses, named as the single-device trainer's
@@ -165,8 +130,6 @@ def build_training(global_step, next_batch, devices, replicas_per_step=1,
     total_loss = mean_over_towers(tower_totals)
     loss_averages_op = cifar10.add_loss_summaries(total_loss, losses)
 
-    # We must calculate the mean of each gradient. Note that this is the
-    # synchronization point across all towers.
     grads = average_gradients(tower_grads)
     train_op = tf.group(cifar10.apply_gradients(opt, grads, global_step, wrap_optimizer),
                         loss_averages_op)
@@ -180,19 +143,8 @@ def build_training(global_step, next_batch, devices, replicas_per_step=1,
 
 
 def tower_devices(config, num_towers, device_type):
-    """Names the devices for the towers, checking that the session has them.
-
-    Args:
-      config: the session's tf.ConfigProto.
-      num_towers: how many towers.
-      device_type: 'gpu' or 'cpu'.
-
-    Returns:
-      num_towers device names.
-
-    Raises:
-      UserError: if there are fewer devices than towers.
-    """
+    """Names num_towers devices of device_type ('gpu' or 'cpu') for the towers;
+    raises UserError if a session with this config has fewer."""
     with tf.Graph().as_default(), tf.Session(config=config) as sess:
         present = [device.name for device in sess.list_devices()
                    if device.device_type == device_type.upper()]
@@ -205,15 +157,9 @@ def tower_devices(config, num_towers, device_type):
 
 
 def train(config, devices):
-    """Train CIFAR-10 for a number of steps.
-
-    Args:
-      config: the session's tf.ConfigProto.
-      devices: one device name per tower, from tower_devices().
-    """
+    """Train CIFAR-10 for a number of steps, with this session config, on these devices."""
     with tf.Graph().as_default(), tf.device('/cpu:0'):
-        # Create a variable to count the number of train() calls. This equals the
-        # number of batches processed * FLAGS.num_gpus.
+        # Count the steps; each consumes one batch per tower.
         global_step = tf.train.get_or_create_global_step()
 
         # Get images and labels for CIFAR-10: one input pipeline for all towers.

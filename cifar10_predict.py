@@ -1,27 +1,16 @@
-"""Classifies your own images with a trained CIFAR-10 model.
+"""Classifies your own images with a trained CIFAR-10 model. Usage (`cifar10-predict`
+once installed), and what it prints:
 
-Usage:
-
-  python cifar10_predict.py --checkpoint_dir=/tmp/cifar10_train cat.png ship.jpg test_batch.bin
-
-(`cifar10-predict` once installed.) It prints one line per image, its top
---top_k classes with their probabilities:
-
+  python cifar10_predict.py --checkpoint_dir=/tmp/cifar10_train cat.png test_batch.bin
   cat.png: cat 0.71, dog 0.18, frog 0.04
-
-and one per record of a CIFAR-10 binary file (.bin), with the record's index
-and its true class:
-
   test_batch.bin[0]: cat 0.71, dog 0.18, frog 0.04 (true: cat)
 
-Image files (PNG, JPEG, GIF, BMP, WebP; any size, colour or greyscale) are
-decoded by TensorFlow and resized to 32x32 RGB; every image then goes
-through cifar10.predict, the evaluator's preprocessing and model, with the
-moving averages of the weights of the newest whole checkpoint in
---checkpoint_dir (or of --checkpoint_path), as the evaluator restores them. Class names come
-from batches.meta.txt in --data_dir's cifar-10-batches-bin/, else the ten
-CIFAR-10 names. A file that cannot be classified gets one line on stderr
-saying why; the others are still classified, and the exit status is 1.
+That is the top --top_k classes of each image file (PNG, JPEG, GIF, BMP, WebP; resized
+to 32x32 RGB) and of each record of a CIFAR-10 binary file (.bin), as the evaluator
+scores them with the averaged weights of the newest whole checkpoint in --checkpoint_dir
+(or of --checkpoint_path). Class names come from batches.meta.txt under --data_dir, else
+the ten CIFAR-10 names. A file that cannot be classified gets a line on stderr saying
+why; the others are still classified, and the exit status is 1.
 """
 
 import sys
@@ -45,24 +34,17 @@ FLAGS_USED = cifar10.MODEL_FLAGS + ['checkpoint_dir', 'checkpoint_path', 'top_k'
 
 # Files with this ending are read as CIFAR-10 binary files, any other as an image.
 BINARY_FILE_EXTENSION = '.bin'
+IMAGE_SHAPE = [cifar10.ORIGINAL_IMAGE_SIZE, cifar10.ORIGINAL_IMAGE_SIZE, 3]
 
 
 def checkpoint_to_restore():
-    """The checkpoint to use: --checkpoint_path, else the newest whole one in
-    --checkpoint_dir (each damaged one newer than it is said on stderr).
-
-    Returns:
-      The checkpoint's path prefix.
-
-    Raises:
-      UserError: if there is no such checkpoint.
-    """
+    """The path prefix of --checkpoint_path, else of the newest whole checkpoint in
+    --checkpoint_dir (damaged newer ones said on stderr); UserError if there is none."""
     if FLAGS.checkpoint_path:
         if not tf.gfile.Exists(FLAGS.checkpoint_path + '.index'):
-            raise UserError(
-                'no checkpoint %s (no %s.index): give --checkpoint_path a path prefix '
-                'such as /tmp/cifar10_train/model.ckpt-1000'
-                % (FLAGS.checkpoint_path, FLAGS.checkpoint_path))
+            raise UserError('no checkpoint %s (no %s.index): give --checkpoint_path a path prefix '
+                            'such as /tmp/cifar10_train/model.ckpt-1000'
+                            % (FLAGS.checkpoint_path, FLAGS.checkpoint_path))
         return FLAGS.checkpoint_path
     if not checkpoints.list_checkpoints(FLAGS.checkpoint_dir)[0]:
         raise UserError('No checkpoint file found in %s' % FLAGS.checkpoint_dir)
@@ -74,37 +56,22 @@ def checkpoint_to_restore():
 
 
 def restore(sess, saver, checkpoint_path):
-    """Restores the averaged weights, with a one-line error if it cannot.
-
-    Args:
-      sess: the session.
-      saver: cifar10.averaged_weights_saver().
-      checkpoint_path: the checkpoint's path prefix.
-
-    Raises:
-      UserError: if the checkpoint is damaged or not of this model.
-    """
+    """Restores the averaged weights of checkpoint_path into sess with saver (from
+    cifar10.averaged_weights_saver()); UserError if it is damaged or of another model."""
     damage = checkpoints.restore_checkpoint(
         sess, saver, cifar10.averaged_variables(), checkpoint_path,
         'cannot restore the averaged weights from %s, it does not fit this model (%s): '
         'give a checkpoint the trainer wrote, with --use_fp16 as in training')
     if damage is not None:
         raise UserError('%s is damaged (%s): give an older checkpoint with '
-                                '--checkpoint_path' % (checkpoint_path, damage))
+                        '--checkpoint_path' % (checkpoint_path, damage))
 
 
 def decode_image(encoded):
-    """Decodes a PNG, JPEG, GIF, BMP or WebP image to [32, 32, 3] uint8 RGB:
-    greyscale becomes RGB and alpha is dropped; an animation gives its first
-    frame; an image of another size is resized, stretched to a square if it
-    is not one (bilinear, antialiased). The exported model decodes with it.
-
-    Args:
-      encoded: a scalar string Tensor, the file's bytes.
-
-    Returns:
-      The [32, 32, 3] uint8 Tensor.
-    """
+    """Decodes encoded, a scalar string Tensor of a PNG, JPEG, GIF, BMP or WebP file, to
+    a [32, 32, 3] uint8 RGB Tensor: greyscale becomes RGB, alpha is dropped, an animation
+    gives its first frame, another size is resized, stretched to a square if it is not
+    one (bilinear, antialiased). The exported model decodes with it."""
     image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
     size = [cifar10.ORIGINAL_IMAGE_SIZE] * 2
 
@@ -117,19 +84,10 @@ def decode_image(encoded):
 
 
 def read_images(paths):
-    """Reads image files and CIFAR-10 binary files as 32x32 RGB images.
-
-    Args:
-      paths: file paths; those ending in .bin are read as CIFAR-10 binary
-        files, every record an image.
-
-    Returns:
-      names: the name to print for each image: its path, and for a record
-        of a binary file '<path>[<index>]'.
-      images: [n, 32, 32, 3] uint8 array.
-      labels: each image's true class, None for image files.
-      failures: (path, why) for each file that could not be read.
-    """
+    """Reads the files at paths as 32x32 RGB images, those ending in .bin as CIFAR-10
+    binary files, every record an image. Returns names (paths, '<path>[<index>]' for a
+    record), images ([n, 32, 32, 3] uint8), labels (the true classes, None for an image
+    file) and failures ((path, why) for each file that could not be read)."""
     with tf.Graph().as_default(), tf.Session(config=cifar10.session_config()) as sess:
         encoded = tf.placeholder(tf.string, [])
         decoded_image = decode_image(encoded)
@@ -153,59 +111,36 @@ def read_images(paths):
                 names += ['%s[%d]' % (path, i) for i in range(len(file_labels))]
                 images += list(file_images)
                 labels += [int(label) for label in file_labels]
-                continue
-            if not contents:
+            elif not contents:
                 failures.append((path, 'empty file'))
-                continue
-            try:
-                images.append(sess.run(decoded_image, {encoded: contents}))
-            except tf.errors.OpError as e:
-                failures.append((path, 'cannot decode it as an image (%s)'
-                                 % error_reason(e)))
-                continue
-            names.append(path)
-            labels.append(None)
-    image_shape = [cifar10.ORIGINAL_IMAGE_SIZE, cifar10.ORIGINAL_IMAGE_SIZE, 3]
-    return names, np.array(images, np.uint8).reshape([-1] + image_shape), labels, failures
+            else:
+                try:
+                    images.append(sess.run(decoded_image, {encoded: contents}))
+                    names.append(path)
+                    labels.append(None)
+                except tf.errors.OpError as e:
+                    failures.append((path, 'cannot decode it as an image (%s)'
+                                     % error_reason(e)))
+    return names, np.array(images, np.uint8).reshape([-1] + IMAGE_SHAPE), labels, failures
 
 
 def predict_probabilities(images, checkpoint_path):
-    """Computes the class probabilities of images, as the evaluator would.
-
-    Args:
-      images: [n, 32, 32, 3] uint8 RGB array.
-      checkpoint_path: the checkpoint whose averaged weights to use.
-
-    Returns:
-      [n, NUM_CLASSES] float32 array, computed --batch_size images at a time.
-
-    Raises:
-      UserError: if the checkpoint cannot be restored.
-    """
+    """The [n, NUM_CLASSES] float32 class probabilities of images, an [n, 32, 32, 3] uint8
+    array, as the evaluator would give them with checkpoint_path's averaged weights,
+    --batch_size at a time; UserError if the checkpoint cannot be restored."""
     with tf.Graph().as_default():
-        image_batch = tf.placeholder(
-            tf.uint8, [None, cifar10.ORIGINAL_IMAGE_SIZE, cifar10.ORIGINAL_IMAGE_SIZE, 3])
+        image_batch = tf.placeholder(tf.uint8, [None] + IMAGE_SHAPE)
         _, probabilities = cifar10.predict(image_batch)
         saver = cifar10.averaged_weights_saver()
         with tf.Session(config=cifar10.session_config()) as sess:
             restore(sess, saver, checkpoint_path)
             batches = [sess.run(probabilities, {image_batch: images[i:i + FLAGS.batch_size]})
                        for i in range(0, len(images), FLAGS.batch_size)]
-    return np.concatenate(batches) if batches else np.zeros([0, cifar10.NUM_CLASSES],
-                                                            np.float32)
+    return np.concatenate(batches or [np.zeros([0, cifar10.NUM_CLASSES], np.float32)])
 
 
 def describe(probabilities, class_names, top_k):
-    """The top_k classes and their probabilities, most likely first.
-
-    Args:
-      probabilities: [NUM_CLASSES] array for one image.
-      class_names: the class names, label 0's first.
-      top_k: how many classes to name.
-
-    Returns:
-      A string like 'cat 0.71, dog 0.18, frog 0.04'.
-    """
+    """One image's top_k classes, most likely first, as in 'cat 0.71, dog 0.18, frog 0.04'."""
     top = np.argsort(-probabilities, kind='stable')[:top_k]
     return ', '.join('%s %.2f' % (class_names[i], probabilities[i]) for i in top)
 
@@ -214,9 +149,8 @@ def main(argv):
     """Classifies the files argv[1:] names; returns 1 if any could not be read."""
     paths = argv[1:]
     if not paths:
-        raise UserError('name the image files or CIFAR-10 .bin files to classify, '
-                                'as in: cifar10-predict --checkpoint_dir=%s cat.png'
-                                % FLAGS.checkpoint_dir)
+        raise UserError('name the image files or CIFAR-10 .bin files to classify, as in: '
+                        'cifar10-predict --checkpoint_dir=%s cat.png' % FLAGS.checkpoint_dir)
     checkpoint_path = checkpoint_to_restore()
     class_names = cifar10.class_names()
     names, images, labels, failures = read_images(paths)
@@ -226,8 +160,7 @@ def main(argv):
     for name, image_probabilities, label in zip(names, probabilities, labels, strict=True):
         line = '%s: %s' % (name, describe(image_probabilities, class_names, FLAGS.top_k))
         if label is not None:
-            true_class = class_names[label] if label < len(class_names) else label
-            line += ' (true: %s)' % true_class
+            line += ' (true: %s)' % (class_names[label] if label < len(class_names) else label)
         print(line)
     sys.stdout.flush()
     return 1 if failures else 0

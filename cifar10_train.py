@@ -32,11 +32,9 @@ from cifar10_support.runtime import tf
 FLAGS = tf.app.flags.FLAGS
 
 tf.app.flags.DEFINE_string('train_dir', '/tmp/cifar10_train',
-                           """Directory where to write event logs """
-                           """and checkpoint.""")
-tf.app.flags.DEFINE_integer('max_steps', 100000,
-                            """Number of batches to run (the absolute last global
-                            step: a resumed run stops there too).""", lower_bound=0)
+                           """Directory where to write event logs and checkpoint.""")
+tf.app.flags.DEFINE_integer('max_steps', 100000, """Number of batches to run (the absolute """
+                            """last global step: a resumed run stops there too).""", lower_bound=0)
 tf.app.flags.DEFINE_boolean('log_device_placement', False,
                             """Whether to log device placement.""")
 tf.app.flags.DEFINE_integer('log_frequency', 10,
@@ -59,8 +57,7 @@ def train_loop(train_op, loss, global_step, num_towers=1, **kwargs):
       loss: the loss tensor to log and check.
       global_step: the global step variable.
       num_towers: batches of --batch_size one step consumes.
-      **kwargs: further arguments of training.train_loop; the session's
-        config defaults to cifar10.session_config().
+      **kwargs: more arguments of training.train_loop; config defaults to cifar10.session_config().
     """
     kwargs.setdefault('config', cifar10.session_config(FLAGS.log_device_placement))
     training.train_loop(train_op, loss, global_step, FLAGS.train_dir, FLAGS.max_steps,
@@ -79,18 +76,9 @@ def train():
         # GPU and resulting in a slow down.
         with tf.device('/cpu:0'):
             images, labels = cifar10.distorted_inputs()
-
-        # Build a Graph that computes the logits predictions from the
-        # inference model.
         logits = cifar10.inference(images)
-
-        # Calculate loss.
         loss = cifar10.loss(logits, labels)
-
-        # Build a Graph that trains the model with one batch of examples and
-        # updates the model parameters.
         train_op = cifar10.train(loss, global_step)
-
         train_loop(train_op, loss, global_step)
 
 

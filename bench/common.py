@@ -162,8 +162,9 @@ def input_constants():
     Raises:
       RuntimeError: if cifar10_input cannot be imported.
     """
-    code = ('import json, cifar10_input; print(json.dumps({name: getattr(cifar10_input, name) '
-            'for name in %r}))' % (INPUT_CONSTANTS,))
+    code = ('import json, cifar10_input; from cifar10_support.download import DATA_SUBDIR; '
+            'cifar10_input.DATA_SUBDIR = DATA_SUBDIR; print(json.dumps({name: '
+            'getattr(cifar10_input, name) for name in %r}))' % (INPUT_CONSTANTS,))
     result = run([sys.executable, '-c', code])
     if result.returncode:
         raise RuntimeError('reading the constants of cifar10_input failed: %s'

@@ -1,11 +1,7 @@
-"""Checkpoints that nothing loses: found by their files, checked before
-they are restored, saved whole or not at all, in a --train_dir that one
-trainer at a time may write.
-
-The state file ('checkpoint', which tf.train.latest_checkpoint reads) is
-only TensorFlow's index of the checkpoints; a crash, a copy or a user can
-leave it damaged, stale or missing, so the files are the truth. A library;
-the trainers, the evaluator, the predictor and the exporter use it.
+"""Checkpoints that nothing loses: found by their files (the state file is only
+an index, which a crash or a copy can leave damaged or stale), checked before they
+are restored, saved whole or not at all, in a --train_dir one trainer at a time
+may write. A library; the trainers, evaluator, predictor and exporter use it.
 """
 
 import contextlib
@@ -13,7 +9,7 @@ import fcntl
 import os
 import re
 
-from cifar10_support.runtime import UserError, error_reason, tf, write_error
+from cifar10_support.runtime import UserError, error_reason, make_dir, tf, write_error
 
 # model.ckpt-<step>.index, .data-*, .meta, and the state file.
 CHECKPOINT_BASENAME = 'model.ckpt'
@@ -29,20 +25,13 @@ RUNTIME_ERRORS = (tf.errors.UnavailableError, tf.errors.AbortedError,
 def list_checkpoints(checkpoint_dir):
     """The checkpoints in checkpoint_dir, found by their files.
 
-    Args:
-      checkpoint_dir: the folder.
-
     Returns:
-      paths: the path prefixes (<checkpoint_dir>/model.ckpt-<step>) of every
-        step with a checkpoint file there, whole or not, oldest first.
-      state_damage: why the state file cannot be used, in a few words, or
-        None if it is missing or reads well.
+      paths: the path prefixes of the steps with a checkpoint file, whole or not, oldest first.
+      state_damage: why the state file cannot be used; None if missing or good.
     """
-    steps = set()
-    for path in tf.gfile.Glob(os.path.join(checkpoint_dir, CHECKPOINT_BASENAME + '-*')):
-        match = CHECKPOINT_FILE.match(os.path.basename(path))
-        if match:
-            steps.add(int(match.group(1)))
+    names = (os.path.basename(path) for path in
+             tf.gfile.Glob(os.path.join(checkpoint_dir, CHECKPOINT_BASENAME + '-*')))
+    steps = {int(match.group(1)) for match in map(CHECKPOINT_FILE.match, names) if match}
     paths = [os.path.join(checkpoint_dir, '%s-%d' % (CHECKPOINT_BASENAME, step))
              for step in sorted(steps)]
     state_file = os.path.join(checkpoint_dir, STATE_FILENAME)
@@ -62,22 +51,22 @@ def checkpoint_step(checkpoint_path):
     return int(checkpoint_path.rsplit('-', 1)[-1])
 
 
-def checkpoint_damage(checkpoint_path):
-    """Why a checkpoint cannot be restored, if it cannot: every tensor is read
-    back, with TensorFlow's checks of every block against its checksum.
-
-    Args:
-      checkpoint_path: the checkpoint's path prefix.
-
-    Returns:
-      None if it is whole; else why not, in one line.
-    """
+def _read_index(checkpoint_path):
+    """A reader of the checkpoint and None, or None and why its index cannot be read."""
     if not tf.gfile.Exists(checkpoint_path + '.index'):
-        return 'its index file is missing'
+        return None, 'its index file is missing'
     try:
-        reader = tf.train.load_checkpoint(checkpoint_path)
+        return tf.train.load_checkpoint(checkpoint_path), None
     except (tf.errors.OpError, ValueError) as e:
-        return 'its index cannot be read: %s' % error_reason(e)
+        return None, 'its index cannot be read: %s' % error_reason(e)
+
+
+def checkpoint_damage(checkpoint_path):
+    """Why the checkpoint at checkpoint_path (a path prefix) cannot be restored, in
+    one line, or None if it is whole: every tensor is read back, checksums checked."""
+    reader, damage = _read_index(checkpoint_path)
+    if damage:
+        return damage
     try:
         for name in reader.get_variable_to_shape_map():
             reader.get_tensor(name)
@@ -87,16 +76,8 @@ def checkpoint_damage(checkpoint_path):
 
 
 def newest_whole_checkpoint(checkpoint_dir, say=None):
-    """The newest checkpoint in checkpoint_dir that reads back whole.
-
-    Args:
-      checkpoint_dir: the folder.
-      say: None, or a function given one line for a damaged state file and
-        for each damaged checkpoint passed over.
-
-    Returns:
-      Its path prefix, or None if there is none.
-    """
+    """The path prefix of the newest checkpoint in checkpoint_dir that reads back
+    whole, or None; say, if given, gets a line for each damaged file passed over."""
     paths, state_damage = list_checkpoints(checkpoint_dir)
     if state_damage and say:
         say('%s is damaged (%s): passing over it, to the checkpoint files.'
@@ -111,47 +92,34 @@ def newest_whole_checkpoint(checkpoint_dir, say=None):
 
 
 def restore_checkpoint(sess, saver, variables, checkpoint_path, misfit_error):
-    """Restores a checkpoint, telling a damaged one from another model's.
-
-    A checkpoint is damaged when a file is missing, cut short or altered.
-    One that reads well but lacks a variable of this model, or holds it in
-    another shape or dtype, was written by another model: it is refused
-    before restoring, since a variable restored from another shape silently
-    takes that shape.
+    """Restores a checkpoint, telling a damaged one from another model's, which is
+    refused before restoring: a variable restored from another shape takes it.
 
     Args:
-      sess: the Session to restore into.
-      saver: the Saver built from variables.
+      sess, saver: the Session to restore into, and the Saver built from variables.
       variables: dict from the names in the checkpoint to the variables.
       checkpoint_path: the checkpoint's path prefix.
-      misfit_error: the message for another model's checkpoint, with two
-        %s for the checkpoint and what does not fit.
+      misfit_error: the message for another model's checkpoint: %s its path, %s the misfit.
 
     Returns:
       None once restored; else why the checkpoint is damaged, in one line.
 
     Raises:
       UserError: with misfit_error, if the checkpoint does not fit this model.
-      One of RUNTIME_ERRORS: if the restore failed for a reason that says
-        nothing about the checkpoint (a server of a cluster out of reach).
+      One of RUNTIME_ERRORS: if a server of the cluster failed, not the checkpoint.
     """
-    if not tf.gfile.Exists(checkpoint_path + '.index'):
-        return 'its index file is missing'
-    try:
-        reader = tf.train.load_checkpoint(checkpoint_path)
-        shapes = reader.get_variable_to_shape_map()
-        dtypes = reader.get_variable_to_dtype_map()
-    except (tf.errors.OpError, ValueError) as e:
-        return 'its index cannot be read: %s' % error_reason(e)
+    reader, damage = _read_index(checkpoint_path)
+    if damage:
+        return damage
+    shapes, dtypes = reader.get_variable_to_shape_map(), reader.get_variable_to_dtype_map()
     for name, variable in variables.items():
+        shape, dtype = variable.shape.as_list(), variable.dtype.base_dtype
         if name not in shapes:
             misfit = 'it has no variable %s' % name
-        elif shapes[name] != variable.shape.as_list():
-            misfit = '%s has shape %s there, %s here' % (name, shapes[name],
-                                                       variable.shape.as_list())
-        elif dtypes[name] != variable.dtype.base_dtype:
-            misfit = '%s is %s there, %s here' % (name, dtypes[name].name,
-                                                variable.dtype.base_dtype.name)
+        elif shapes[name] != shape:
+            misfit = '%s has shape %s there, %s here' % (name, shapes[name], shape)
+        elif dtypes[name] != dtype:
+            misfit = '%s is %s there, %s here' % (name, dtypes[name].name, dtype.name)
         else:
             continue
         raise UserError(misfit_error % (checkpoint_path, misfit))
@@ -165,81 +133,60 @@ def restore_checkpoint(sess, saver, variables, checkpoint_path, misfit_error):
 
 
 def restore_or_initialize(sess, saver, variables, checkpoint_dir, init_op, max_to_keep):
-    """Restores the newest checkpoint in checkpoint_dir that is whole, or initializes.
+    """Restores the newest whole checkpoint in checkpoint_dir, or initializes.
 
-    A damaged, stale or missing state file is rebuilt from the checkpoint
-    files. A damaged checkpoint (one line says which and why) is passed over
-    for the one before it; when none restores, training starts from scratch.
-    Nothing is deleted: a damaged checkpoint newer than the one restored is
-    left in place, out of the Saver's rotation, until training reaches its
-    step again and saves over it.
+    A bad state file is rebuilt from the checkpoint files; a damaged checkpoint
+    is passed over, with a line, and left in place until saved over.
 
     Args:
-      sess: the Session.
-      saver: a tf.train.Saver of variables.
-      variables: the dict from checkpoint names to variables the Saver saves.
-      checkpoint_dir: where the checkpoints are.
-      init_op: the op that initializes the variables, run when none restores.
+      sess, saver, variables: as for restore_checkpoint.
+      checkpoint_dir, init_op: where the checkpoints are; what to run when none restores.
       max_to_keep: how many checkpoints the Saver keeps.
 
     Raises:
-      UserError: if a checkpoint does not fit this model, or the state file
-        cannot be rebuilt.
+      UserError: if a checkpoint does not fit, or the state file cannot be rebuilt.
     """
     paths, state_damage = list_checkpoints(checkpoint_dir)
     if state_damage:
         print('%s is damaged (%s): it is rebuilt from the checkpoint files.'
               % (os.path.join(checkpoint_dir, STATE_FILENAME), state_damage), flush=True)
-    for newest in range(len(paths) - 1, -1, -1):
-        damage = restore_checkpoint(
-            sess, saver, variables, paths[newest],
-            'cannot resume from %s, it does not fit this model (%s): use another --train_dir')
+    for newest in reversed(range(len(paths))):
+        path = paths[newest]
+        damage = restore_checkpoint(sess, saver, variables, path, 'cannot resume from %s, it '
+                                    'does not fit this model (%s): use another --train_dir')
         if damage is None:
             kept = paths[:newest + 1][-max_to_keep:]
             saver.recover_last_checkpoints(kept)  # Rotated out as training goes on.
             state = None if state_damage else tf.train.get_checkpoint_state(checkpoint_dir)
-            if state is None or state.model_checkpoint_path != paths[newest]:
-                _write_state_file(checkpoint_dir, kept)
-            print('Resuming from %s at step %d.' % (paths[newest], checkpoint_step(
-                paths[newest])), flush=True)
+            if state is None or state.model_checkpoint_path != path:
+                try:  # As the Saver writes it: atomically, with relative paths.
+                    tf.train.update_checkpoint_state(checkpoint_dir, os.path.basename(path),
+                                                     [os.path.basename(p) for p in kept])
+                except (tf.errors.OpError, OSError) as e:
+                    raise write_failure(checkpoint_dir, e) from e
+            print('Resuming from %s at step %d.' % (path, checkpoint_step(path)), flush=True)
             return
-        print('%s is damaged (%s): passing over it.' % (paths[newest], damage), flush=True)
+        print('%s is damaged (%s): passing over it.' % (path, damage), flush=True)
     if paths:
-        print('No checkpoint in %s restores: training from scratch.' % checkpoint_dir,
-              flush=True)
+        print('No checkpoint in %s restores: training from scratch.' % checkpoint_dir, flush=True)
     sess.run(init_op)
 
 
-def _write_state_file(checkpoint_dir, paths):
-    """Writes the state file that lists paths, the last the latest, as the
-    Saver writes it (atomically, relative paths)."""
-    try:
-        tf.train.update_checkpoint_state(checkpoint_dir, os.path.basename(paths[-1]),
-                                         [os.path.basename(path) for path in paths])
-    except (tf.errors.OpError, OSError) as e:
-        raise write_failure(checkpoint_dir, e) from e
-
-
 def save_checkpoint(sess, saver, train_dir, step):
-    """Saves <train_dir>/model.ckpt-<step>, with its .meta, or leaves nothing
-    of it behind.
-
-    Args:
-      sess: the Session.
-      saver: the Saver.
-      train_dir: the folder.
-      step: the global step.
+    """Saves <train_dir>/model.ckpt-<step> with its .meta, or leaves nothing of it.
 
     Raises:
-      UserError: if the disk is full or the write fails otherwise; the
-        earlier checkpoints are left as they were.
+      UserError: if the write fails (a full disk); earlier checkpoints are kept.
     """
     prefix = os.path.join(train_dir, '%s-%d' % (CHECKPOINT_BASENAME, step))
     had_files = bool(tf.gfile.Glob(prefix + '.*'))
     try:
-        saver.save(sess, os.path.join(train_dir, CHECKPOINT_BASENAME), global_step=step)
+        saver.save(sess, os.path.join(train_dir, CHECKPOINT_BASENAME), global_step=step,
+                   write_meta_graph=False)
+        _write_meta_graph(sess.graph, saver, prefix + '.meta')
     except (tf.errors.OpError, OSError) as e:
-        partial = tf.gfile.Glob(prefix + '*tempstate*') + tf.gfile.Glob(prefix + '_temp*')
+        partial = [path for pattern in ('*tempstate*', '_temp*', '.meta.tmp*')
+                   for path in tf.gfile.Glob(prefix + pattern)]
         partial += tf.gfile.Glob(os.path.join(train_dir, STATE_FILENAME + '.tmp*'))
         if not had_files:
             partial += tf.gfile.Glob(prefix + '.*')
@@ -252,39 +199,37 @@ def save_checkpoint(sess, saver, train_dir, step):
         raise write_failure(train_dir, e) from e
 
 
+def _write_meta_graph(graph, saver, path):
+    """Writes the graph's .meta atomically with no device in it, not even in its functions
+    (which clear_devices misses), so that it loads on any machine."""
+    with graph.as_default():  # As Saver.save exports it (clear_devices needs a graph unfinalized).
+        meta_graph = saver.export_meta_graph()
+    graph_def = meta_graph.graph_def
+    for node in [*graph_def.node, *(n for f in graph_def.library.function for n in f.node_def)]:
+        node.device = ''
+    with tf.gfile.GFile(path + '.tmp', 'wb') as f:
+        f.write(meta_graph.SerializeToString())
+    tf.gfile.Rename(path + '.tmp', path, overwrite=True)
+
+
 def write_failure(train_dir, error):
-    """The UserError for a checkpoint or event file that could not be written
-    into train_dir, naming the last good checkpoint."""
+    """The UserError for a file that could not be written into train_dir, naming
+    the last good checkpoint."""
     latest = newest_whole_checkpoint(train_dir)
-    if latest:
-        kept = ('the last good checkpoint, %s, is intact: make room and run again to '
-                'resume from it' % latest)
-    else:
-        kept = 'no checkpoint was written yet: make room and run again'
-    return write_error(train_dir, error, kept)
+    return write_error(train_dir, error, 'the last good checkpoint, %s, is intact: make room '
+                       'and run again to resume from it' % latest if latest
+                       else 'no checkpoint was written yet: make room and run again')
 
 
 @contextlib.contextmanager
 def claim_train_dir(train_dir):
-    """Creates train_dir if needed and makes this process its only trainer
-    while the context lasts: an flock on the folder, which the kernel lifts
-    when the process ends, however it ends (SIGKILL too).
-
-    Args:
-      train_dir: the --train_dir.
-
-    Yields:
-      Nothing.
+    """Creates train_dir if needed and makes this process its only trainer while
+    the context lasts: an flock, which the kernel lifts however the process ends.
 
     Raises:
-      UserError: if the folder cannot be created or used, or another
-        trainer has claimed it.
+      UserError: if the folder cannot be created or used, or another trainer has it.
     """
-    try:
-        tf.gfile.MakeDirs(train_dir)
-    except tf.errors.OpError as e:
-        raise UserError('cannot create --train_dir=%s (%s): give a folder you can write to'
-                        % (train_dir, error_reason(e))) from e
+    make_dir(train_dir, 'train_dir')
     if '://' in train_dir:  # A remote file system: no claim to make.
         yield
         return

@@ -1,10 +1,8 @@
-"""A cluster of parameter servers and workers on TensorFlow's distributed
-runtime, kept honest: each task publishes the cluster it was told, watches
-the tasks it needs, says at once when one goes quiet, and stops with one
-line when one stays lost, was started with another cluster, or the cluster
-is stuck.
-
-A library; run `cifar10_distributed_train.py` to train on a cluster.
+"""Parameter servers and workers on TensorFlow's gRPC runtime that watch
+each other: each task names at once a task that goes quiet, and stops with
+one line when one stays lost or was started with another cluster, or the
+cluster is stuck (docs/DISTRIBUTED.md). A library; run
+`cifar10_distributed_train.py` to train on a cluster.
 """
 
 import contextlib
@@ -20,55 +18,32 @@ import time
 from cifar10_support.runtime import UserError, error_line, error_reason, tf
 
 JOBS = ('ps', 'worker')
-# Seconds between looks at whether the tasks we need still answer (at most;
-# less with a short task timeout); the least time a look may take (a task
-# busy starting can be slow to answer).
-PROBE_INTERVAL_SECS = 2.0
-PROBE_TIMEOUT_SECS = 5.0
-# A worker whose training takes no step for this many task timeouts while
-# every task answers stops: the cluster is stuck.
-STUCK_TIMEOUTS = 5
-# Seconds a worker that ends gives a parameter server to take its "done".
-DONE_TIMEOUT_SECS = 10
+PROBE_INTERVAL_SECS = 2.0  # Between looks at the tasks we need (less with a short timeout).
+PROBE_TIMEOUT_SECS = 5.0  # The least time a look may take: a starting task is slow to answer.
+STUCK_TIMEOUTS = 5  # Task timeouts with no step, every task answering: the cluster is stuck.
+DONE_TIMEOUT_SECS = 10  # Given a parameter server to take a worker's "done".
 DONE_QUEUE_NAME = 'done_queue'
-# The variable in each task's server that holds the cluster it was told.
-VIEW_VARIABLE = 'cluster_view'
+VIEW_VARIABLE = 'cluster_view'  # In each task's server: the cluster it was told.
 # Seconds the local cluster waits, once its workers are done, for its
 # parameter server, and after a signal for the workers; then it kills.
 LOCAL_CLUSTER_STOP_SECS = 10
 
 
 def parse_hosts(hosts, source):
-    """Checks a list of 'host:port'; source names where they came from.
-
-    Returns:
-      The addresses, as strings.
-
-    Raises:
-      UserError: if there are none, or one is not host:port.
-    """
+    """The hosts as strings; UserError, naming source, if none or one is not host:port."""
     if not hosts:
         raise UserError('%s names no hosts: give one or more host:port' % source)
     for address in hosts:
         host, _, port = str(address).rpartition(':')
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise UserError('%s: %r is not host:port (a port from 1 to 65535)'
-                            % (source, address))
+            raise UserError('%s: %r is not host:port (a port from 1 to 65535)' % (source, address))
     return [str(address) for address in hosts]
 
 
 def cluster_from_tf_config():
-    """The cluster and task that TF_CONFIG describes, read by TensorFlow's
-    TFConfigClusterResolver; a "chief" job becomes worker 0.
-
-    Returns:
-      (cluster, job_name, task_index): cluster maps 'ps' and 'worker' to
-      their lists of 'host:port'.
-
-    Raises:
-      UserError: if TF_CONFIG is malformed or names a job this trainer
-        does not run.
-    """
+    """(cluster, job_name, task_index) from TF_CONFIG, its chief as worker 0;
+    cluster maps 'ps' and 'worker' to lists of 'host:port'. UserError if
+    TF_CONFIG is malformed or names a job this trainer does not run."""
     form = ('TF_CONFIG is not of the form {"cluster": {"ps": [...], "worker": [...]}, '
             '"task": {"type": "worker", "index": 0}}')
     try:
@@ -81,9 +56,9 @@ def cluster_from_tf_config():
         raise UserError('%s (its task has no type and index)' % form)
     unknown = sorted(set(cluster) - {'chief', 'ps', 'worker'})
     if unknown:
-        raise UserError('TF_CONFIG names the job %r, which this trainer does not run: its jobs '
-                        'are chief, worker and ps (to evaluate, run cifar10_eval.py on the '
-                        'chief\'s --train_dir)' % unknown[0])
+        raise UserError("TF_CONFIG names the job %r, which this trainer does not run: its jobs "
+                        "are chief, worker and ps (to evaluate, run cifar10_eval.py on the "
+                        "chief's --train_dir)" % unknown[0])
     chief = cluster.get('chief', [])
     if len(chief) > 1:
         raise UserError('TF_CONFIG names %d chiefs: there can be one' % len(chief))
@@ -92,12 +67,11 @@ def cluster_from_tf_config():
                                    'TF_CONFIG\'s "chief" and "worker"')}
     if task_type == 'chief':
         if not chief or task_index != 0:
-            raise UserError('TF_CONFIG\'s task is chief %d, but its cluster has %d chief(s)'
+            raise UserError("TF_CONFIG's task is chief %d, but its cluster has %d chief(s)"
                             % (task_index, len(chief)))
         return hosts, 'worker', 0
     if task_type not in JOBS:
-        raise UserError('TF_CONFIG\'s task type is %r: it must be chief, worker or ps'
-                        % task_type)
+        raise UserError("TF_CONFIG's task type is %r: it must be chief, worker or ps" % task_type)
     if task_type == 'worker' and chief:
         task_index += 1  # Worker i of TF_CONFIG is worker i + 1 here.
     return hosts, task_type, task_index
@@ -108,33 +82,36 @@ def task_name(job_name, task_index):
     return '/job:%s/task:%d' % (job_name, task_index)
 
 
+def _task_at(cluster, job_name, task_index):
+    """The task in messages: '/job:worker/task:1 at host:port'."""
+    return '%s at %s' % (task_name(job_name, task_index), cluster[job_name][task_index])
+
+
 def start_server(cluster, job_name, task_index, config):
-    """Starts this task's tf.train.Server, or says in one line why it cannot.
-
-    Returns:
-      The tf.train.Server.
-
-    Raises:
-      UserError: if it cannot start (its port in use, most often).
-    """
+    """Starts and returns this task's tf.train.Server; UserError if it cannot."""
     try:
         return tf.train.Server(tf.train.ClusterSpec(cluster), job_name=job_name,
                                task_index=task_index, config=config)
     except (tf.errors.OpError, ValueError) as e:
-        raise UserError('cannot start the server of %s at %s: %s (is the port in use?)'
-                        % (task_name(job_name, task_index), cluster[job_name][task_index],
-                           error_reason(e))) from e
+        raise UserError('cannot start the server of %s: %s (is the port in use?)'
+                        % (_task_at(cluster, job_name, task_index), error_reason(e))) from e
 
 
-def _on_task(job_name, task_index, address, timeout_secs, build):
-    """Runs what build() makes, in a graph of its own, on that task alone (a
-    session with its server) within timeout_secs; returns what it fetched.
-    Raises tf.errors.OpError if it did not run."""
+def _task_graph(job_name, task_index, build):
+    """(graph, fetches, config): what build() makes, in a graph of its own on
+    that task, and a session config that sees that task alone."""
     with tf.Graph().as_default() as graph, tf.device(task_name(job_name, task_index)):
         fetches = build()
-    config = tf.ConfigProto(device_filters=[task_name(job_name, task_index)],
-                            operation_timeout_in_ms=max(1, int(timeout_secs * 1000)))
-    sess = tf.Session('grpc://' + address, graph=graph, config=config)
+    return graph, fetches, tf.ConfigProto(device_filters=[task_name(job_name, task_index)])
+
+
+def _on_task(target, job_name, task_index, build, timeout_secs=None):
+    """Runs what build() makes on that task (within timeout_secs) in a session
+    at target; returns what it fetched. Raises tf.errors.OpError."""
+    graph, fetches, config = _task_graph(job_name, task_index, build)
+    if timeout_secs is not None:
+        config.operation_timeout_in_ms = max(1, int(timeout_secs * 1000))
+    sess = tf.Session(target, graph=graph, config=config)
     try:
         return sess.run(fetches)
     finally:
@@ -143,17 +120,7 @@ def _on_task(job_name, task_index, address, timeout_secs, build):
 
 
 def cluster_view(cluster, sync_replicas, replicas_to_aggregate):
-    """What a task was told of the cluster, as JSON: the hosts of each job,
-    and how the gradients are applied.
-
-    Args:
-      cluster: the cluster.
-      sync_replicas: bool, synchronous training.
-      replicas_to_aggregate: gradients averaged per synchronous step.
-
-    Returns:
-      A string.
-    """
+    """What a task was told of the cluster, as JSON: its hosts and flags."""
     return json.dumps({'ps': cluster['ps'], 'worker': cluster['worker'],
                        'sync_replicas': sync_replicas,
                        'replicas_to_aggregate': replicas_to_aggregate}, sort_keys=True)
@@ -169,28 +136,22 @@ def _describe_view(view):
 
 
 def _view_variable(value=''):
-    """The variable on the current device's task that holds its cluster
-    view: the same variable in every graph."""
+    """The variable that holds a task's cluster view: the same in every graph."""
     return tf.Variable(value, name=VIEW_VARIABLE, trainable=False, collections=[],
                        use_resource=True)
 
 
 def publish_view(server, job_name, task_index, view):
-    """Puts this task's cluster view in its own server, for the others to
-    compare with theirs."""
-    with tf.Graph().as_default() as graph, tf.device(task_name(job_name, task_index)):
-        initializer = _view_variable(view).initializer
-    config = tf.ConfigProto(device_filters=[task_name(job_name, task_index)])
-    with tf.Session(server.target, graph=graph, config=config) as sess:
-        sess.run(initializer)
+    """Puts this task's cluster view in its own server, for the others to read."""
+    _on_task(server.target, job_name, task_index, lambda: _view_variable(view).initializer)
 
 
 def task_view(job_name, task_index, address, timeout_secs):
     """That task's cluster view: None if it did not answer within
-    timeout_secs, '' if it answered but has published none yet."""
+    timeout_secs, '' if it has published none yet."""
     try:
-        return _on_task(job_name, task_index, address, timeout_secs,
-                        lambda: _view_variable().read_value()).decode()
+        return _on_task('grpc://' + address, job_name, task_index,
+                        lambda: _view_variable().read_value(), timeout_secs).decode()
     except tf.errors.FailedPreconditionError:
         return ''
     except tf.errors.OpError:
@@ -198,45 +159,35 @@ def task_view(job_name, task_index, address, timeout_secs):
 
 
 def done_queue():
-    """The queue on a parameter server into which each worker puts its index
-    when it is done with it, -1 - index if it ended with an error."""
+    """The queue on a parameter server that takes each worker's index when it
+    is done, -1 - index if it ended with an error."""
     return tf.FIFOQueue(-1, tf.int32, shapes=[], shared_name=DONE_QUEUE_NAME,
                         name=DONE_QUEUE_NAME)
 
 
 def say_done(cluster, task_index, timeout_secs, failed=False, skip=()):
-    """Tells each parameter server (but those in skip) that this worker is
+    """Tells each parameter server but those in skip that this worker is
     done, and whether it failed, giving each timeout_secs at most."""
     value = -1 - task_index if failed else task_index
     for ps_index, address in enumerate(cluster['ps']):
         if ('ps', ps_index) not in skip:
             with contextlib.suppress(tf.errors.OpError):
-                _on_task('ps', ps_index, address, min(DONE_TIMEOUT_SECS, timeout_secs),
-                         lambda: done_queue().enqueue(value))
+                _on_task('grpc://' + address, 'ps', ps_index, lambda: done_queue().enqueue(value),
+                         min(DONE_TIMEOUT_SECS, timeout_secs))
 
 
 def watch(cluster, own_view, tasks, timeout_secs, on_lost, on_other_cluster, on_stuck=None,
           last_progress=None):
-    """Starts a thread that looks every PROBE_INTERVAL_SECS whether each task
-    of tasks() answers, reading the cluster view it published.
-
-    A task that stops answering is named at once, in one line, and again
-    when it answers again; one silent for timeout_secs goes to
-    on_lost(job_name, task_index) (tasks() must then leave it out). A task
-    that has not answered yet is waited for, as TensorFlow waits; after
-    timeout_secs one line says so. A task started with another cluster goes
-    to on_other_cluster(job_name, task_index, message) at each look; with
-    last_progress, no training step for STUCK_TIMEOUTS times timeout_secs
-    while every task answered, to on_stuck(message).
+    """Starts a thread that reads, every PROBE_INTERVAL_SECS, the cluster view
+    of each task that tasks() gives, and names in one line a task that stops
+    answering, answers again, or has not started after timeout_secs.
 
     Args:
-      cluster: the cluster.
-      own_view: this task's cluster view.
       tasks: a function giving the (job_name, task_index) to watch.
-      timeout_secs: the --task_timeout_secs.
-      on_lost, on_other_cluster, on_stuck: as above.
-      last_progress: None, or a function giving the time.monotonic() of
-        this worker's last training step, None before its first.
+      on_lost: called (job_name, task_index) for one silent for timeout_secs; tasks() must drop it.
+      on_other_cluster: called (job_name, task_index, message) for one whose view is not own_view.
+      on_stuck, last_progress: on_stuck(message) is called when last_progress(), the monotonic
+        time of the last training step, is STUCK_TIMEOUTS x timeout_secs old, every task answering.
 
     Returns:
       A threading.Event: set it to end the watch.
@@ -249,34 +200,32 @@ def watch(cluster, own_view, tasks, timeout_secs, on_lost, on_other_cluster, on_
         last_answer, quiet, waiting_said = {}, set(), set()
         while not stop.wait(interval):
             for task in tasks():
-                name, address = task_name(*task), cluster[task[0]][task[1]]
-                view = task_view(*task, address, max(interval, PROBE_TIMEOUT_SECS))
-                now = time.monotonic()
+                view = task_view(*task, cluster[task[0]][task[1]],
+                                 max(interval, PROBE_TIMEOUT_SECS))
+                now, who = time.monotonic(), _task_at(cluster, *task)
                 if view is not None:
                     if view and view != own_view:
-                        on_other_cluster(*task, '%s at %s was started with another cluster (%s) '
-                                         'than this task (%s): start every task with the same '
-                                         '--ps_hosts, --worker_hosts and --sync_replicas, or '
-                                         'the same TF_CONFIG cluster'
-                                         % (name, address, _describe_view(view),
-                                            _describe_view(own_view)))
+                        on_other_cluster(*task, '%s was started with another cluster (%s) than '
+                                         'this task (%s): start every task with the same '
+                                         '--ps_hosts, --worker_hosts and --sync_replicas, or the '
+                                         'same TF_CONFIG cluster' % (who, _describe_view(view),
+                                                                     _describe_view(own_view)))
                     if task in quiet:
                         quiet.discard(task)
-                        print('%s at %s answers again.' % (name, address), flush=True)
+                        print('%s answers again.' % who, flush=True)
                     last_answer[task] = now
                     continue
                 every_task_answers_since = now
                 if task in last_answer:
                     if task not in quiet:
                         quiet.add(task)
-                        print('%s at %s does not answer: waiting for it up to %d s '
-                              '(--task_timeout_secs).' % (name, address, timeout_secs),
-                              flush=True)
+                        print('%s does not answer: waiting for it up to %d s '
+                              '(--task_timeout_secs).' % (who, timeout_secs), flush=True)
                     if now - last_answer[task] >= timeout_secs:
                         on_lost(*task)
                 elif now - started >= timeout_secs and task not in waiting_said:
                     waiting_said.add(task)
-                    print('Waiting for %s at %s to start.' % (name, address), flush=True)
+                    print('Waiting for %s to start.' % who, flush=True)
                 if stop.is_set():
                     return
             progress = last_progress() if last_progress else None
@@ -292,8 +241,8 @@ def watch(cluster, own_view, tasks, timeout_secs, on_lost, on_other_cluster, on_
 
 def lost_message(cluster, job_name, task_index, timeout_secs):
     """What a task says when it has lost contact with another."""
-    return ('lost contact with %s at %s: no answer for %d s (--task_timeout_secs)'
-            % (task_name(job_name, task_index), cluster[job_name][task_index], timeout_secs))
+    return ('lost contact with %s: no answer for %d s (--task_timeout_secs)'
+            % (_task_at(cluster, job_name, task_index), timeout_secs))
 
 
 def say_error(message):
@@ -310,25 +259,10 @@ def exit_now(status):
 
 
 def run_parameter_server(cluster, task_index, view, config, timeout_secs):
-    """Serves the variables until every worker is done, or a signal comes.
-
-    A worker that stops answering for timeout_secs before it said it is done
-    is reported in one line and no longer waited for; one that ended with
-    an error is watched still (it may be started again). A worker started
-    with another cluster is named in one line: it stops when it sees this
-    parameter server's cluster.
-
-    Args:
-      cluster: the cluster.
-      task_index: this parameter server's index.
-      view: its cluster view.
-      config: the server's tf.ConfigProto.
-      timeout_secs: the --task_timeout_secs.
-
-    Returns:
-      The exit status: 0 once every worker is done, or on SIGTERM or Ctrl-C;
-      1 if a worker was lost, or ended with an error and was not started again.
-    """
+    """Serves the variables until every worker is done or lost, or a signal
+    comes; a worker that failed or has another cluster is named, and waited
+    for still: it may start again. Returns the exit status: 1 if a worker was
+    lost, or failed and did not start again; else 0."""
     num_workers = len(cluster['worker'])
     done, failed, lost, other_cluster, finished = set(), set(), set(), set(), threading.Event()
 
@@ -340,32 +274,31 @@ def run_parameter_server(cluster, task_index, view, config, timeout_secs):
         signal.signal(signum, stop_on_signal)
     server = start_server(cluster, 'ps', task_index, config)
     publish_view(server, 'ps', task_index, view)
-    print('Parameter server %s at %s: serving %d worker(s).'
-          % (task_name('ps', task_index), cluster['ps'][task_index], num_workers), flush=True)
+    print('Parameter server %s: serving %d worker(s).'
+          % (_task_at(cluster, 'ps', task_index), num_workers), flush=True)
+
+    def ended(worker_index, done_or_lost):
+        done_or_lost.add(worker_index)
+        if len(done | lost) == num_workers:
+            finished.set()
 
     def collect_done():
-        with tf.Graph().as_default() as graph, tf.device(task_name('ps', task_index)):
-            worker_done = done_queue().dequeue()
-        session_config = tf.ConfigProto(device_filters=[task_name('ps', task_index)])
+        graph, worker_done, session_config = _task_graph('ps', task_index,
+                                                         lambda: done_queue().dequeue())
         with tf.Session(server.target, graph=graph, config=session_config) as sess:
             while len(done | lost) < num_workers:
                 value = int(sess.run(worker_done))
                 if value < 0:
                     failed.add(-1 - value)
-                    print('%s ended with an error.' % task_name('worker', -1 - value),
-                          flush=True)
-                    continue
-                failed.discard(value)
-                done.add(value)
-                if len(done | lost) == num_workers:
-                    finished.set()
+                    print('%s ended with an error.' % task_name('worker', -1 - value), flush=True)
+                else:
+                    failed.discard(value)
+                    ended(value, done)
 
     def on_lost(job_name, worker_index):
         say_error(lost_message(cluster, job_name, worker_index, timeout_secs)
                   + ': no longer waiting for it')
-        lost.add(worker_index)
-        if len(done | lost) == num_workers:
-            finished.set()
+        ended(worker_index, lost)
 
     def on_other_cluster(job_name, worker_index, message):
         if worker_index not in other_cluster:
@@ -374,8 +307,7 @@ def run_parameter_server(cluster, task_index, view, config, timeout_secs):
 
     threading.Thread(target=collect_done, name='collect_done', daemon=True).start()
     watch(cluster, view, lambda: [('worker', i) for i in range(num_workers)
-                                  if i not in done | lost],
-          timeout_secs, on_lost, on_other_cluster)
+                                  if i not in done | lost], timeout_secs, on_lost, on_other_cluster)
     finished.wait()
     if len(done | lost) == num_workers:
         if not lost and not failed:
@@ -384,39 +316,25 @@ def run_parameter_server(cluster, task_index, view, config, timeout_secs):
         # done, and would wait on the close if the server were gone.
         deadline = time.monotonic() + timeout_secs
         for worker_index in done:
-            while (time.monotonic() < deadline
-                   and task_view('worker', worker_index, cluster['worker'][worker_index],
-                                 PROBE_INTERVAL_SECS / 2) is not None):
+            while time.monotonic() < deadline and task_view(
+                    'worker', worker_index, cluster['worker'][worker_index],
+                    PROBE_INTERVAL_SECS / 2) is not None:
                 time.sleep(PROBE_INTERVAL_SECS / 10)
     return 1 if lost or failed else 0
 
 
 class SyncReplicasHook(tf.train.SessionRunHook):
     """SyncReplicasOptimizer.make_session_run_hook(is_chief, num_tokens=0),
-    except that:
-
-    - the chief's thread that applies the averaged gradients ends quietly
-      when its session closes or fails, instead of holding the chief's exit
-      for the Coordinator's grace period (120 s);
-    - a worker that ends its training closes the workers' token queue: one
-      waiting for a step that will now never be averaged ends there (the
-      chief saving its checkpoint) instead of waiting for the lost worker;
-    - a chief that starts again while the parameter servers still hold the
-      model (it was killed and restarted, or lost them for a moment) gives
-      each other worker a token. A chief killed in the middle of a step
-      leaves the per-variable gradient accumulators out of step (its round
-      took the other workers' gradients from some of them and never applied
-      them), so the next round can never be complete, and the workers would
-      wait for ever for the token that only a complete round gives. With a
-      token, a waiting worker computes its gradient again, every
-      accumulator gets enough, and the accumulators' step count drops the
-      gradients that come late for a round already taken.
-    """
+    except that the chief's gradient-applying thread ends quietly with its
+    session; a worker that ends closes the token queue, so that the others
+    stop waiting for it; and a restarted chief that finds the model on the
+    parameter servers hands each other worker a token, since a chief killed
+    mid-step leaves the gradient accumulators out of step and the workers
+    waiting for ever (docs/DISTRIBUTED.md)."""
 
     def __init__(self, sync_optimizer, is_chief, num_workers):
         self._sync_optimizer, self._is_chief = sync_optimizer, is_chief
-        self._num_workers = num_workers
-        self._rejoins = False
+        self._num_workers, self._rejoins = num_workers, False
 
     def begin(self):
         # The session manager has made sure of what this checks.
@@ -441,8 +359,7 @@ class SyncReplicasHook(tf.train.SessionRunHook):
                                           tf.errors.AbortedError, tf.errors.UnavailableError))
 
     def before_restore(self, session):
-        """Notes whether the parameter servers still hold the model; the chief
-        calls it in each new session, before restoring the model."""
+        """The chief calls it in each new session, before restoring the model."""
         self._rejoins = bool(session.run(self._model_is_initialized))
 
     def after_create_session(self, session, coord):
@@ -459,11 +376,9 @@ class SyncReplicasHook(tf.train.SessionRunHook):
 
 
 class ThenAverage:
-    """An optimizer whose apply_gradients also updates the weights' moving
-    averages after its step. SyncReplicasOptimizer applies the averaged
-    gradients through it, so that the workers, which wait for its tokens, go
-    on once the weights and their averages are both updated (given the
-    averages itself, it would update them after handing out the tokens)."""
+    """An optimizer that also updates the weights' moving averages after its
+    step. SyncReplicasOptimizer applies through it, so that its tokens let
+    the workers go on only once the averages are updated too."""
 
     def __init__(self, opt, variable_averages):
         self._opt, self._variable_averages = opt, variable_averages
@@ -478,12 +393,11 @@ class ThenAverage:
 
 
 class ProgressHook(tf.train.SessionRunHook):
-    """Notes when the worker's session was created (an Event) and the
-    time.monotonic() of its last training step."""
+    """Notes when the session was created (the Event started) and the
+    time.monotonic() of the last training step."""
 
     def __init__(self):
-        self.started = threading.Event()
-        self.last_step_time = None
+        self.started, self.last_step_time = threading.Event(), None
 
     def after_create_session(self, session, coord):
         self.last_step_time = time.monotonic()
@@ -494,10 +408,9 @@ class ProgressHook(tf.train.SessionRunHook):
 
 
 def stop_at_once_until(started, on_signal):
-    """Makes Ctrl-C and SIGTERM call on_signal(signum) at once, until started
-    is set: until its session exists, a worker waits for the cluster inside
-    TensorFlow, where Python runs no signal handler. A thread reads the
-    signals from a wakeup fd, which Python writes to at once."""
+    """Makes Ctrl-C and SIGTERM call on_signal(signum) at once until started
+    is set: until then a worker waits inside TensorFlow, where Python runs no
+    signal handler, so a thread reads the signals from a wakeup fd."""
     read_fd, write_fd = os.pipe()
     os.set_blocking(write_fd, False)
     signal.set_wakeup_fd(write_fd)
@@ -513,34 +426,19 @@ def stop_at_once_until(started, on_signal):
 
 def free_ports(count):
     """count TCP ports of 127.0.0.1 that are free now."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
         for each in sockets:
             each.bind(('127.0.0.1', 0))
         return [each.getsockname()[1] for each in sockets]
-    finally:
-        for each in sockets:
-            each.close()
 
 
 def run_local_cluster(command, num_workers, timeout_secs):
-    """Runs one parameter server and num_workers workers, each `command` with
-    its cluster flags, on free 127.0.0.1 ports, each line of their output
-    prefixed by '[ps0] ', '[worker1] '...
-
-    The first Ctrl-C or SIGTERM is passed on to the workers (the chief
-    saves a checkpoint), and to the parameter server if it has not stopped
-    by itself after them; what still runs after that is killed, and so is
-    every task at a second signal.
-
-    Args:
-      command: the command line of a task, without its cluster flags.
-      num_workers: how many workers.
-      timeout_secs: the --task_timeout_secs.
-
-    Returns:
-      The exit status: 0 if every task exited with 0, else 1.
-    """
+    """Runs command (a task's, less its cluster flags) as one parameter server
+    and num_workers workers on free 127.0.0.1 ports, their lines prefixed
+    '[ps0] ', '[worker1] '... A first Ctrl-C or SIGTERM goes to the workers,
+    then to the parameter server if it does not stop by itself; a second kills
+    every task. Returns the exit status: 0 if every task exited with 0, else 1."""
     ports = free_ports(num_workers + 1)
     hosts = ['--ps_hosts=127.0.0.1:%d' % ports[0],
              '--worker_hosts=' + ','.join('127.0.0.1:%d' % port for port in ports[1:])]
@@ -556,7 +454,7 @@ def run_local_cluster(command, num_workers, timeout_secs):
             relays.append(threading.Thread(target=_relay, args=(stream, '[%s] ' % name, out),
                                            daemon=True))
             relays[-1].start()
-    workers = [proc for name, proc in tasks.items() if name.startswith('worker')]
+    workers, ps = [tasks[name] for name in tasks if name != 'ps0'], tasks['ps0']
     stop_requested = threading.Event()
 
     def pass_on(signum, unused_frame):
@@ -570,10 +468,10 @@ def run_local_cluster(command, num_workers, timeout_secs):
         signal.signal(signum, pass_on)
     try:
         _wait_for(workers, stop_requested, timeout_secs + LOCAL_CLUSTER_STOP_SECS)
-        _wait_for([tasks['ps0']], None, LOCAL_CLUSTER_STOP_SECS)  # It stops by itself.
-        if tasks['ps0'].poll() is None:
-            tasks['ps0'].send_signal(signal.SIGTERM)
-            _wait_for([tasks['ps0']], None, LOCAL_CLUSTER_STOP_SECS)
+        _wait_for([ps], None, LOCAL_CLUSTER_STOP_SECS)  # It stops by itself.
+        if ps.poll() is None:
+            ps.send_signal(signal.SIGTERM)
+            _wait_for([ps], None, LOCAL_CLUSTER_STOP_SECS)
     finally:
         for proc in tasks.values():
             if proc.poll() is None:
@@ -605,7 +503,5 @@ def _wait_for(procs, stop_requested, stop_secs):
                 deadline = time.monotonic() + stop_secs
             if deadline is not None and time.monotonic() >= deadline:
                 return
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=0.2)
-            except subprocess.TimeoutExpired:
-                pass

@@ -1,15 +1,7 @@
-"""Downloads and extracts the CIFAR-10 binary release, safely.
-
-The tutorial's scripts call it through cifar10.maybe_download_and_extract()
-before they train or evaluate; it uses only the standard library, so it can
-also be run on its own to fetch the data:
-
-  python -m cifar10_support.download /tmp/cifar10_data
-
-A download goes to a temporary name and gets the tarball's name only once
-complete and matching its md5; extraction checks every member, goes to a
-temporary folder and renames cifar-10-batches-bin/ into place once complete.
-Every failure is a DownloadError whose one-line message says what to do.
+"""Downloads and extracts the CIFAR-10 binary release, safely: the tarball gets its name
+once complete and matching its md5, cifar-10-batches-bin/ once all of it is checked and
+extracted. A library for cifar10.maybe_download_and_extract(), of the standard library
+only, so that it also runs alone: python -m cifar10_support.download /tmp/cifar10_data
 """
 
 import hashlib
@@ -20,7 +12,6 @@ import shutil
 import sys
 import tarfile
 import tempfile
-import urllib.error
 import urllib.parse
 import urllib.request
 
@@ -37,36 +28,21 @@ class DownloadError(Exception):
 
 
 def maybe_download_and_extract(data_dir, data_url=DATA_URL, data_md5=DATA_MD5):
-    """Download and extract the tarball from Alex's website, unless it is there.
-
-    Nothing is downloaded when <data_dir>/cifar-10-batches-bin/ or the tarball
-    is already there. A download goes to a temporary name and gets the
-    tarball's name only once complete and matching data_md5; extraction goes
-    to a temporary folder that is renamed into place once complete.
-
-    Args:
-      data_dir: folder to download and extract into.
-      data_url: where to download from.
-      data_md5: md5 the tarball must have, empty to skip.
-
-    Raises:
-      DownloadError: offline, HTTP error, interrupted download, md5 mismatch,
-        unsafe or damaged tarball; the message says what to do.
-    """
+    """Download and extract the tarball from Alex's website into data_dir, unless it is
+    there: from data_url, checked against data_md5 (empty to skip). Raises DownloadError
+    (offline, HTTP error, cut-off download, md5 mismatch, unsafe or damaged tarball)."""
     if os.path.isdir(os.path.join(data_dir, DATA_SUBDIR)):
         return
     if os.path.basename(os.path.normpath(data_dir)) == DATA_SUBDIR:
-        raise DownloadError('--data_dir=%s is itself a %s folder: pass the folder '
-                        'that holds it, --data_dir=%s'
-                        % (data_dir, DATA_SUBDIR, os.path.dirname(
-                            os.path.abspath(data_dir))))
-    filename = os.path.basename(urllib.parse.urlparse(data_url).path)
-    filepath = os.path.join(data_dir, filename)
+        raise DownloadError('--data_dir=%s is itself a %s folder: pass the folder that holds '
+                            'it, --data_dir=%s' % (data_dir, DATA_SUBDIR,
+                                                   os.path.dirname(os.path.abspath(data_dir))))
+    filepath = os.path.join(data_dir, os.path.basename(urllib.parse.urlparse(data_url).path))
     try:
         os.makedirs(data_dir, exist_ok=True)
     except OSError as e:
-        raise DownloadError('cannot create --data_dir=%s (%s): choose a folder '
-                        'you can write to' % (data_dir, e)) from e
+        raise DownloadError('cannot create --data_dir=%s (%s): choose a folder you can write '
+                            'to' % (data_dir, e)) from e
     if os.path.exists(filepath):
         _check_md5(filepath, _file_md5(filepath), data_md5,
                    'it may be a partial or foreign file: delete it')
@@ -76,14 +52,7 @@ def maybe_download_and_extract(data_dir, data_url=DATA_URL, data_md5=DATA_MD5):
 
 
 def _file_md5(path):
-    """Computes a file's md5.
-
-    Args:
-      path: the file.
-
-    Returns:
-      The hex digest.
-    """
+    """The hex md5 of the file at path."""
     md5 = hashlib.md5()
     with open(path, 'rb') as f:
         for chunk in iter(lambda: f.read(DOWNLOAD_CHUNK_BYTES), b''):
@@ -92,68 +61,36 @@ def _file_md5(path):
 
 
 def _check_md5(path, actual_md5, expected_md5, advice):
-    """Refuses a tarball whose md5 differs from the expected one.
-
-    Args:
-      path: the tarball, for the message.
-      actual_md5: its md5.
-      expected_md5: the md5 it must have; empty to accept anything.
-      advice: what the user should do, for the message.
-
-    Raises:
-      DownloadError: on a mismatch.
-    """
+    """Raises DownloadError, with advice, if expected_md5 is given and not actual_md5."""
     if expected_md5 and actual_md5 != expected_md5:
         raise DownloadError('%s has md5 %s, not the expected %s: %s, or pass '
-                        '--data_md5= for a tarball other than the official one'
-                        % (path, actual_md5, expected_md5, advice))
+                            '--data_md5= for a tarball other than the official one'
+                            % (path, actual_md5, expected_md5, advice))
 
 
 def _offline_error(data_url, filepath, reason):
-    """Builds the error for a download that could not complete.
-
-    Args:
-      data_url: the URL that failed.
-      filepath: where the tarball belongs.
-      reason: what went wrong.
-
-    Returns:
-      A DownloadError that says where to put the data instead.
-    """
-    data_dir = os.path.dirname(filepath)
-    return DownloadError('cannot download %s (%s): check the connection, or put '
-                     '%s in %s, or its extracted %s/ folder there, and run again'
-                     % (data_url, reason, os.path.basename(filepath), data_dir,
-                        DATA_SUBDIR))
+    """The DownloadError for a download that failed, saying where to put the data instead."""
+    data_dir, filename = os.path.split(filepath)
+    return DownloadError('cannot download %s (%s): check the connection, or put %s in %s, '
+                         'or its extracted %s/ folder there, and run again'
+                         % (data_url, reason, filename, data_dir, DATA_SUBDIR))
 
 
 def _download(data_url, filepath, data_md5):
-    """Downloads data_url to filepath, through a temporary file.
-
-    Args:
-      data_url: the URL.
-      filepath: the final path of the tarball.
-      data_md5: md5 the download must have; empty to skip the check.
-
-    Raises:
-      DownloadError: offline, HTTP error, interrupted transfer or md5 mismatch; no
-        file is left at filepath.
-    """
+    """Downloads data_url to filepath through a temporary file; raises DownloadError,
+    leaving no file at filepath, if offline, cut off or not matching data_md5."""
     filename = os.path.basename(filepath)
     partial_fd, partial_path = tempfile.mkstemp(
         prefix='.%s.' % filename, suffix='.part', dir=os.path.dirname(filepath))
+    md5, received_bytes, shown_percent = hashlib.md5(), 0, None
     try:
         with os.fdopen(partial_fd, 'wb') as partial:
             try:
-                response = urllib.request.urlopen(data_url,
-                                                  timeout=DOWNLOAD_TIMEOUT_SECS)
+                response = urllib.request.urlopen(data_url, timeout=DOWNLOAD_TIMEOUT_SECS)
             except (OSError, http.client.HTTPException, ValueError) as e:
                 raise _offline_error(data_url, filepath, e) from e
             with response:
                 expected_bytes = int(response.headers.get('Content-Length') or 0)
-                md5 = hashlib.md5()
-                received_bytes = 0
-                shown_percent = None
                 while True:
                     try:
                         chunk = response.read(DOWNLOAD_CHUNK_BYTES)
@@ -164,18 +101,15 @@ def _download(data_url, filepath, data_md5):
                     partial.write(chunk)
                     md5.update(chunk)
                     received_bytes += len(chunk)
-                    if expected_bytes:
-                        percent = '%.1f' % (100.0 * received_bytes / expected_bytes)
-                        if percent != shown_percent:
-                            sys.stdout.write('\r>> Downloading %s %s%%'
-                                             % (filename, percent))
-                            sys.stdout.flush()
-                            shown_percent = percent
+                    percent = '%.1f' % (100.0 * received_bytes / max(expected_bytes, 1))
+                    if expected_bytes and percent != shown_percent:
+                        sys.stdout.write('\r>> Downloading %s %s%%' % (filename, percent))
+                        sys.stdout.flush()
+                        shown_percent = percent
             print()
             if received_bytes < expected_bytes:
-                raise _offline_error(
-                    data_url, filepath, 'interrupted after %d of %d bytes'
-                    % (received_bytes, expected_bytes))
+                raise _offline_error(data_url, filepath, 'interrupted after %d of %d bytes'
+                                     % (received_bytes, expected_bytes))
         _check_md5(data_url, md5.hexdigest(), data_md5,
                    'the download is damaged or not the CIFAR-10 release; it was '
                    'removed, try again')
@@ -187,40 +121,21 @@ def _download(data_url, filepath, data_md5):
 
 
 def _check_tar_member(member, tarball):
-    """Refuses a tar member that could write outside the extraction folder.
-
-    Args:
-      member: a tarfile.TarInfo.
-      tarball: the tarball's path, for the message.
-
-    Raises:
-      DownloadError: for an absolute path, a '..' component, a link or a device.
-    """
+    """Raises DownloadError for a tar member that could write outside the folder."""
     path = pathlib.PurePosixPath(member.name)
     if path.is_absolute() or '..' in path.parts:
         raise DownloadError('refusing to extract %s: member %r has an absolute path '
-                        'or "..": delete the tarball and download the official '
-                        'one' % (tarball, member.name))
+                            'or "..": delete the tarball and download the official '
+                            'one' % (tarball, member.name))
     if not (member.isfile() or member.isdir()):
         raise DownloadError('refusing to extract %s: member %r is a link or device, '
-                        'not a plain file: delete the tarball and download the '
-                        'official one' % (tarball, member.name))
+                            'not a plain file: delete the tarball and download the '
+                            'official one' % (tarball, member.name))
 
 
 def _extract(tarball, data_dir):
-    """Extracts cifar-10-batches-bin/ from the tarball into data_dir, safely.
-
-    Every member is checked before anything is written, extraction goes to a
-    temporary folder inside data_dir, and cifar-10-batches-bin/ is renamed
-    into place only once complete.
-
-    Args:
-      tarball: path of the tarball.
-      data_dir: the folder to extract into.
-
-    Raises:
-      DownloadError: unsafe member, damaged tarball, or no cifar-10-batches-bin/.
-    """
+    """Extracts cifar-10-batches-bin/ from the tarball into data_dir, through a temporary
+    folder, once every member is checked; raises DownloadError if it cannot."""
     staging_dir = tempfile.mkdtemp(prefix='.extracting-', dir=data_dir)
     try:
         with tarfile.open(tarball, 'r:gz') as tar:
@@ -232,7 +147,7 @@ def _extract(tarball, data_dir):
         extracted_dir = os.path.join(staging_dir, DATA_SUBDIR)
         if not os.path.isdir(extracted_dir):
             raise DownloadError('%s holds no %s/ folder: it is not the CIFAR-10 '
-                            'binary release' % (tarball, DATA_SUBDIR))
+                                'binary release' % (tarball, DATA_SUBDIR))
         try:
             os.replace(extracted_dir, os.path.join(data_dir, DATA_SUBDIR))
         except OSError:
@@ -241,7 +156,7 @@ def _extract(tarball, data_dir):
                 raise
     except (tarfile.TarError, EOFError, OSError) as e:
         raise DownloadError('cannot extract %s (%s): delete it and download again'
-                        % (tarball, e)) from e
+                            % (tarball, e)) from e
     finally:
         shutil.rmtree(staging_dir, ignore_errors=True)
 

@@ -1,11 +1,7 @@
-"""--mixed_precision: 16-bit arithmetic through TensorFlow's graph rewrites
-(turned on by runtime.session_config), fp16's dynamic loss scaling, and
-where 16 bits cannot be fast.
-
-bf16 is fast on a CPU with bfloat16 instructions; fp16 on a GPU of compute
-capability 7.0 or more. TensorFlow's float16 kernels for the CPU are slow
-(several to hundreds of times slower than float32, by the CPU), so float16
-without a GPU is refused. A library; the trainers use it through cifar10.
+"""--mixed_precision: 16-bit arithmetic through TensorFlow's graph rewrites (which
+runtime.session_config turns on), fp16's loss scaling, and where 16 bits cannot be fast:
+bf16 needs a CPU with bfloat16 instructions, fp16 a GPU (float16 without one is refused,
+TensorFlow's CPU kernels for it being slow). A library; the trainers use it via cifar10.
 """
 
 from cifar10_support.runtime import tf
@@ -18,16 +14,8 @@ FAST_FLOAT16_COMPUTE_CAPABILITY = (7, 0)
 
 
 def float16_refusal(mixed_precision, use_fp16):
-    """Why this machine cannot take --mixed_precision=fp16 or --use_fp16.
-
-    Args:
-      mixed_precision: the --mixed_precision value.
-      use_fp16: the --use_fp16 value.
-
-    Returns:
-      The refusal, one line naming the flag; None where there is a GPU or
-      neither flag asks for float16.
-    """
+    """Why this machine cannot take --mixed_precision=fp16 or --use_fp16 (the flags'
+    values), one line naming the flag; None where there is a GPU or neither asks for it."""
     if tf.config.list_physical_devices('GPU'):
         return None
     slow = ('which only a GPU does fast, and this machine has none: on a CPU, TensorFlow\'s '
@@ -42,14 +30,8 @@ def float16_refusal(mixed_precision, use_fp16):
 
 
 def not_faster_reason(mixed_precision):
-    """Why --mixed_precision cannot make this machine faster, if it cannot.
-
-    Args:
-      mixed_precision: 'bf16' or 'fp16'.
-
-    Returns:
-      The reason, one line naming the flag; None where it can be faster.
-    """
+    """Why --mixed_precision ('bf16' or 'fp16') cannot make this machine faster, one line
+    naming the flag; None where it can be faster."""
     gpus = tf.config.list_physical_devices('GPU')
     if mixed_precision == 'bf16':
         if gpus:
@@ -83,21 +65,10 @@ def _cpu_flags():
 
 
 def loss_scale_optimizer(opt):
-    """Wraps opt in TensorFlow's dynamic loss scaling, for fp16.
-
-    compute_gradients() multiplies the loss by the loss scale (2^15 at
-    first) and divides the gradients by it, so that gradients too small for
-    float16 do not flush to zero; apply_gradients() skips a step whose
-    gradients are not all finite and halves the scale (doubling it after
-    2,000 finite steps in a row). Its variables are local: the checkpoints
-    are the same with and without fp16, and a resumed run starts at 2^15.
-
-    Args:
-      opt: the tf.train.Optimizer.
-
-    Returns:
-      The wrapping optimizer, and its loss-scale variable.
-    """
+    """Wraps opt, a tf.train.Optimizer, in TensorFlow's dynamic loss scaling for fp16, so
+    that gradients too small for float16 do not flush to zero; returns the wrapper and its
+    loss-scale variable. Its variables are local, so that the checkpoints are the same
+    with and without fp16 (a resumed run starts with the initial scale)."""
     created = []
 
     def local_variable(next_creator, **kwargs):

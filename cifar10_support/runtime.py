@@ -1,11 +1,7 @@
-"""What every script of the tutorial runs on: TensorFlow imported quietly, in
-graph mode; one-line errors; the session's options; the script runner.
-
-Importing it imports TensorFlow without its start-up chatter and switches
-off eager execution, which the graphs, sessions and queue runners need;
-nothing else of TensorFlow 2's behaviour is switched, and the tutorial runs
-the same after the canonical TF1 start, `tf.disable_v2_behavior()`. It is a
-library; the scripts run through run().
+"""What every script of the tutorial runs on: TensorFlow imported quietly, in graph
+mode (eager execution off, which the graphs, sessions and queue runners need, and
+nothing else of TensorFlow 2 switched); one-line errors; the session's options; the
+script runner. A library; the scripts run through run().
 """
 
 import contextlib
@@ -30,10 +26,9 @@ ABSL_FLAGS = ('help', 'helpshort', 'helpfull', 'helpxml', 'only_check_args', 'pd
 
 
 def _import_tensorflow_quietly():
-    """Imports TensorFlow without its C++ start-up lines and Python deprecation
-    warnings, which drown the tutorial's output. A TF_CPP_MIN_LOG_LEVEL the
-    user set filters the C++ lines by severity (unset: all hidden); =0 shows
-    everything. If the import fails, all it printed is shown."""
+    """Imports TensorFlow without its C++ start-up lines and deprecation warnings,
+    which drown the tutorial's output; a TF_CPP_MIN_LOG_LEVEL the user set filters by
+    severity (=0 shows all). If the import fails, all it printed is shown."""
     user_level = os.environ.get('TF_CPP_MIN_LOG_LEVEL')
     if user_level == '0' or 'tensorflow' in sys.modules:
         import tensorflow
@@ -61,16 +56,8 @@ def _import_tensorflow_quietly():
 
 
 def log_lines_at_or_above(text, min_severity):
-    """Keeps the C++ log lines ('I0000 ...', 'W...', 'E...', 'F...') of at
-    least min_severity (0 INFO .. 3 FATAL), with their continuation lines.
-
-    Args:
-      text: what TensorFlow printed.
-      min_severity: 0 to 3.
-
-    Returns:
-      The lines kept.
-    """
+    """The C++ log lines ('I0000 ...', 'W...', 'E...', 'F...') in text, what TensorFlow
+    printed, of at least min_severity (0 INFO .. 3 FATAL), with their continuations."""
     kept, severity = [], 0
     for line in text.splitlines(keepends=True):
         if re.match(r'[IWEF]\d{4} ', line):
@@ -88,32 +75,17 @@ FLAGS = flags.FLAGS
 
 
 class UserError(Exception):
-    """A problem the user must fix; the scripts print its message, which says
-    what to do, as one line and exit non-zero."""
+    """A problem the user must fix: the scripts print its message, one line, and exit 1."""
 
 
 def error_line(message):
-    """How the scripts say an error: '<script>: error: <message>', one line.
-
-    Args:
-      message: what went wrong and what to do.
-
-    Returns:
-      The line, without a newline.
-    """
+    """How the scripts say an error: '<script>: error: <message>', one line, no newline."""
     return '%s: error: %s' % (os.path.basename(sys.argv[0]), message)
 
 
 def error_reason(error):
-    """The line of an error's message that says what went wrong (a TensorFlow
-    error's message has it among lines about the graph node).
-
-    Args:
-      error: an exception.
-
-    Returns:
-      One line.
-    """
+    """The line of an exception's message that says what went wrong (a TensorFlow
+    error's message has it among lines about the graph node)."""
     message = getattr(error, 'message', None) or str(error)
     lines = [line.strip() for line in message.splitlines()
              if line.strip() and not line.startswith(TENSORFLOW_ERROR_CONTEXT)]
@@ -121,17 +93,8 @@ def error_reason(error):
 
 
 def write_error(folder, error, advice):
-    """The UserError for a failed write into folder: a full disk or another
-    OS error.
-
-    Args:
-      folder: the folder written to.
-      error: the exception the write raised.
-      advice: what the user should do, for the message.
-
-    Returns:
-      A UserError.
-    """
+    """The UserError for a write into folder that raised error (a full disk or
+    another OS error), ending with advice, what the user should do."""
     reason = error_reason(error)
     if 'No space left on device' in reason or getattr(error, 'errno', None) == errno.ENOSPC:
         reason = 'the disk is full (%s)' % reason
@@ -139,15 +102,7 @@ def write_error(folder, error, advice):
 
 
 def make_dir(path, flag):
-    """Creates the folder a flag names, if needed.
-
-    Args:
-      path: the folder.
-      flag: the flag's name, for the message.
-
-    Raises:
-      UserError: if it cannot be created.
-    """
+    """Creates path, the folder --<flag> names, if needed; raises UserError if it cannot."""
     try:
         tf.gfile.MakeDirs(path)
     except tf.errors.OpError as e:
@@ -157,24 +112,17 @@ def make_dir(path, flag):
 
 def session_config(log_device_placement=False, num_cpu_devices=1, gpu_memory_fraction=0.0,
                    mixed_precision='none'):
-    """The session options the scripts share.
-
-    GPU memory grows on demand, or is capped at gpu_memory_fraction, so that
-    a trainer and an evaluator fit on one GPU. mixed_precision turns on
-    TensorFlow's graph rewrite to 16 bits: 'bf16' of the CPU's ops (oneDNN's
-    bfloat16 kernels), 'fp16' of a GPU's.
+    """The session options the scripts share, a tf.ConfigProto.
 
     Args:
       log_device_placement: bool, log where each op runs.
       num_cpu_devices: how many logical CPU devices (CPU:0..N-1) to create.
-      gpu_memory_fraction: the fraction of GPU memory to take; 0 grows.
-      mixed_precision: 'none', 'bf16' or 'fp16'.
-
-    Returns:
-      A tf.ConfigProto.
+      gpu_memory_fraction: the GPU memory to take, so that a trainer and an evaluator
+        share a GPU; 0 grows on demand.
+      mixed_precision: 'none', or TensorFlow's 16-bit graph rewrite of the CPU's ops
+        ('bf16', oneDNN's bfloat16 kernels) or a GPU's ('fp16').
     """
-    config = tf.ConfigProto(allow_soft_placement=True,
-                            log_device_placement=log_device_placement,
+    config = tf.ConfigProto(allow_soft_placement=True, log_device_placement=log_device_placement,
                             device_count={'CPU': num_cpu_devices})
     if gpu_memory_fraction:
         config.gpu_options.per_process_gpu_memory_fraction = gpu_memory_fraction
@@ -190,12 +138,8 @@ def session_config(log_device_placement=False, num_cpu_devices=1, gpu_memory_fra
 
 @contextlib.contextmanager
 def graceful_stop():
-    """Turns the first Ctrl-C or SIGTERM into a request to stop; a second
-    acts as usual (Ctrl-C raises KeyboardInterrupt at once).
-
-    Yields:
-      A list that holds the received signal numbers; empty until one comes.
-    """
+    """Turns the first Ctrl-C or SIGTERM into a request to stop (a second acts as
+    usual); yields the list of the signal numbers received, empty until one comes."""
     received = []
 
     def request_stop(signum, unused_frame):
@@ -212,21 +156,17 @@ def graceful_stop():
 
 
 def run(main, flag_names, takes_arguments=False, check_flags=None):
-    """Parses the flags and runs main, as tf.app.run does, but strictly.
-
-    --help lists the script's flags (flag_names) and prints its docstring as
-    written. A flag the script does not know (tf.app.run lets one pass), a
-    bad value, a flag of another script, a stray argument or what
-    check_flags refuses is one line before main runs. A UserError or a NaN
-    loss ends the script with its message on one line and exit status 1; a
+    """Parses the flags and runs main, as tf.app.run does, but strictly: a flag the
+    script does not know (tf.app.run lets one pass), a bad value, a flag of another
+    script, a stray argument or what check_flags refuses is one line before main runs.
+    A UserError or a NaN loss exits with its message on one line and status 1; a
     Ctrl-C that main does not handle, with status 130.
 
     Args:
-      main: the script's main(argv) function.
-      flag_names: the names of the flags the script uses.
+      main: the script's main(argv) function; its module docstring is its --help.
+      flag_names: the names of the flags the script uses, which --help lists.
       takes_arguments: whether the script takes arguments besides flags.
-      check_flags: None, or a function that raises UserError for flags
-        that do not go together.
+      check_flags: None, or a function raising UserError for flags that do not go together.
     """
     script = sys.modules[main.__module__]
     if script.__name__ == '__main__' and script.__doc__:
@@ -264,16 +204,8 @@ def run(main, flag_names, takes_arguments=False, check_flags=None):
 
 
 def flag_error(error, flag_names):
-    """The one-line message for a flag absl refuses, naming the nearest of
-    flag_names for an unknown one.
-
-    Args:
-      error: the absl.flags.Error.
-      flag_names: the script's flags.
-
-    Returns:
-      The message.
-    """
+    """The one-line message for error, the absl.flags.Error of a flag absl refuses,
+    naming the nearest of flag_names, the script's flags, for an unknown one."""
     if isinstance(error, flags.UnrecognizedFlagError):
         nearest = difflib.get_close_matches(error.flagname, flag_names, n=1)
         advice = ': did you mean --%s?' % nearest[0] if nearest else ''

@@ -1,9 +1,8 @@
-"""What the scripts show in TensorBoard: event files written at once, and
-the evaluator's per-class precision and confusion matrix.
-
-A library; the trainers and the evaluator use it.
+"""What the scripts show in TensorBoard: event files written at once, and the evaluator's
+per-class precision and confusion matrix. A library; the trainers and evaluator use it.
 """
 
+import contextlib
 import io
 import os
 import socket
@@ -18,33 +17,20 @@ from cifar10_support.runtime import tf
 CONFUSION_IMAGE_TAG = 'Confusion matrix'
 CONFUSION_TABLE_TAG = 'Confusion matrix (table)'
 # The confusion-matrix image: sizes in pixels, colours in RGB.
-CELL_PIXELS = 40
-MARGIN_PIXELS = 6
-FONT_PIXELS = 12
+CELL_PIXELS, MARGIN_PIXELS, FONT_PIXELS = 40, 6, 12
 FULL_CELL_COLOUR = (31, 119, 180)  # A cell that holds all of its row.
 GRID_COLOUR = (160, 160, 160)
-DARK_TEXT_COLOUR = (0, 0, 0)
-LIGHT_TEXT_COLOUR = (255, 255, 255)
+DARK_TEXT_COLOUR, LIGHT_TEXT_COLOUR = (0, 0, 0), (255, 255, 255)
 
 
 class SummaryWriter:
-    """Writes TensorBoard event files as tf.summary.FileWriter does, but each
-    event at once: FileWriter writes from a thread and drops what a full
-    disk refuses without a word, leaving a cut-off event in the file. When a
-    write fails, this writer cuts the file back to its last whole event,
-    closes it and raises."""
+    """Writes event files as tf.summary.FileWriter does, but each event at once (FileWriter
+    writes from a thread and silently drops what a full disk refuses, leaving a cut-off
+    event); a failed write cuts the file back to its last whole event, closes it, raises."""
 
     def __init__(self, logdir, graph=None):
-        """Opens a new event file in logdir and writes the graph into it.
-
-        Args:
-          logdir: the folder, created if needed (a local path, or a URL
-            such as gs://... that tf.io.gfile opens).
-          graph: a tf.Graph to show in TensorBoard, or None.
-
-        Raises:
-          tf.errors.OpError or OSError: if the folder or file cannot be written.
-        """
+        """Opens a new event file in logdir (created if needed; a path, or a URL such as
+        gs://...) with graph in it, if given; raises tf.errors.OpError or OSError if not."""
         tf.gfile.MakeDirs(logdir)
         self.path = os.path.join(logdir, 'events.out.tfevents.%010d.%s.%d' % (
             time.time(), socket.gethostname(), os.getpid()))
@@ -55,6 +41,7 @@ class SummaryWriter:
             self._add_event(tf.Event(graph_def=graph.as_graph_def().SerializeToString()))
 
     def _add_event(self, event):
+        """Writes event and flushes it, or cuts the file back, closes and raises."""
         if self._writer is None:
             raise ValueError('the event file %s is closed' % self.path)
         event.wall_time = time.time()
@@ -63,10 +50,8 @@ class SummaryWriter:
             self._writer.flush()
         except (tf.errors.OpError, OSError):
             writer, self._writer = self._writer, None
-            try:
+            with contextlib.suppress(tf.errors.OpError, OSError):
                 writer.close()
-            except (tf.errors.OpError, OSError):
-                pass
             if '://' not in self.path:
                 os.truncate(self.path, self._whole_bytes)
             raise
@@ -74,16 +59,8 @@ class SummaryWriter:
             self._whole_bytes = os.path.getsize(self.path)
 
     def add_summary(self, summary, global_step):
-        """Writes a summary at a step.
-
-        Args:
-          summary: a tf.Summary, or its serialized bytes (what a summary op gives).
-          global_step: the step to show it at.
-
-        Raises:
-          tf.errors.OpError or OSError: if the write fails; the file then ends
-            with the last whole event, and the writer is closed.
-        """
+        """Writes summary, a tf.Summary or its serialized bytes, at global_step. Raises
+        tf.errors.OpError or OSError if the write fails, with the writer closed."""
         if isinstance(summary, bytes):
             summary = tf.Summary.FromString(summary)
         self._add_event(tf.Event(step=int(global_step), summary=summary))
@@ -96,20 +73,10 @@ class SummaryWriter:
 
 
 def count_by_class(in_top_k, labels, predictions, num_classes):
-    """Counts the scored examples by class.
-
-    Args:
-      in_top_k: bool array, whether each example's top prediction is right.
-      labels: int array, each example's true class.
-      predictions: int array, each example's top class.
-      num_classes: the number of classes.
-
-    Returns:
-      confusion: [num_classes, num_classes] int array, the examples of each
-        true class (row) with each top class (column).
-      correct: [num_classes] int array, each true class's examples that
-        in_top_k counts as right.
-    """
+    """Counts the scored examples by class, from arrays of whether each one's top
+    prediction is right (in_top_k, bool), its true class and its top class (int).
+    Returns the [num_classes, num_classes] int confusion matrix (rows the true classes,
+    columns the top ones) and each true class's examples in_top_k counts right."""
     pairs = np.asarray(labels, np.int64) * num_classes + predictions
     confusion = np.bincount(pairs, minlength=num_classes ** 2).reshape(num_classes, -1)
     correct = np.bincount(labels, weights=in_top_k, minlength=num_classes).astype(np.int64)
@@ -117,17 +84,8 @@ def count_by_class(in_top_k, labels, predictions, num_classes):
 
 
 def class_table(class_names, confusion, correct):
-    """The confusion matrix and each class's precision @ 1, as table rows.
-
-    Args:
-      class_names: the class names, label 0's first.
-      confusion, correct: from count_by_class.
-
-    Returns:
-      A list of rows, each a list of strings, the header first; a row per
-      true class: its examples of each top class, its examples, and the
-      fraction right ('-' without examples).
-    """
+    """The table rows (lists of strings, header first) of count_by_class's confusion matrix
+    and each class's precision @ 1 ('-' without examples); class_names from label 0."""
     rows = [['true \\ predicted'] + list(class_names) + ['examples', 'precision @ 1']]
     for name, counts, right in zip(class_names, confusion, correct, strict=True):
         examples = int(counts.sum())
@@ -137,8 +95,7 @@ def class_table(class_names, confusion, correct):
 
 
 def plain_table(rows):
-    """Lays table rows out as aligned text, names left and numbers right;
-    returns the lines joined, without a final newline."""
+    """Table rows as aligned lines of text, names left and numbers right, no final newline."""
     widths = [max(len(cell) for cell in column) for column in zip(*rows, strict=True)]
     return '\n'.join('  '.join([row[0].ljust(widths[0])] + [
         cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)])
@@ -160,7 +117,7 @@ def _text_mask(text, font):
     return np.asarray(image) / 255.0
 
 
-def _draw_text(canvas, mask, top, left, colour):
+def _draw_text(canvas, mask, top, left, colour=DARK_TEXT_COLOUR):
     """Draws a text mask in colour onto canvas, its top-left corner at (top, left)."""
     region = canvas[top:top + mask.shape[0], left:left + mask.shape[1]]
     ink = mask[:region.shape[0], :region.shape[1], None]
@@ -168,18 +125,10 @@ def _draw_text(canvas, mask, top, left, colour):
 
 
 def confusion_matrix_image(class_names, confusion):
-    """Draws the confusion matrix: rows the true classes, columns the
-    predicted ones, labelled with the class names; each cell shows its count,
-    shaded from white to FULL_CELL_COLOUR by its share of its row. numpy lays
-    it out; Pillow (which TensorBoard needs anyway) rasterizes the text.
-
-    Args:
-      class_names: the class names, label 0's first.
-      confusion: the [n, n] confusion matrix from count_by_class.
-
-    Returns:
-      A [height, width, 3] uint8 RGB array.
-    """
+    """Draws count_by_class's confusion matrix as a [height, width, 3] uint8 RGB array:
+    rows the true classes, columns the predicted ones, labelled with class_names; each
+    cell shows its count, shaded from white to FULL_CELL_COLOUR by its share of its row.
+    numpy lays it out; Pillow (which TensorBoard needs anyway) rasterizes the text."""
     font = ImageFont.load_default(size=FONT_PIXELS)
     names = [_text_mask(name, font) for name in class_names]
     x_title, y_title = _text_mask('predicted class', font), _text_mask('true class', font)
@@ -197,41 +146,30 @@ def confusion_matrix_image(class_names, confusion):
         canvas[origin:origin + side + 1, line] = GRID_COLOUR
 
     middle = origin + side // 2
-    _draw_text(canvas, x_title, MARGIN_PIXELS, middle - x_title.shape[1] // 2,
-               DARK_TEXT_COLOUR)
+    _draw_text(canvas, x_title, MARGIN_PIXELS, middle - x_title.shape[1] // 2)
     y_title = np.rot90(y_title)
-    _draw_text(canvas, y_title, middle - y_title.shape[0] // 2, MARGIN_PIXELS,
-               DARK_TEXT_COLOUR)
+    _draw_text(canvas, y_title, middle - y_title.shape[0] // 2, MARGIN_PIXELS)
     for i, name in enumerate(names):
         centre = origin + i * CELL_PIXELS + CELL_PIXELS // 2
         # Row labels right-aligned left of the cells; column labels read upwards.
         _draw_text(canvas, name, centre - name.shape[0] // 2,
-                   origin - MARGIN_PIXELS - name.shape[1], DARK_TEXT_COLOUR)
+                   origin - MARGIN_PIXELS - name.shape[1])
         column_name = np.rot90(name)
         _draw_text(canvas, column_name, origin - MARGIN_PIXELS - column_name.shape[0],
-                   centre - column_name.shape[1] // 2, DARK_TEXT_COLOUR)
+                   centre - column_name.shape[1] // 2)
     for (row, column), count in np.ndenumerate(confusion):
         digits = _text_mask(str(count), font)
         colour = LIGHT_TEXT_COLOUR if share[row, column, 0] > 0.5 else DARK_TEXT_COLOUR
         _draw_text(canvas, digits,
                    origin + row * CELL_PIXELS + (CELL_PIXELS - digits.shape[0]) // 2,
-                   origin + column * CELL_PIXELS + (CELL_PIXELS - digits.shape[1]) // 2,
-                   colour)
+                   origin + column * CELL_PIXELS + (CELL_PIXELS - digits.shape[1]) // 2, colour)
     return np.round(canvas).astype(np.uint8)
 
 
 def add_class_summaries(summary_proto, class_names, confusion, correct):
-    """Adds each class's precision and the confusion matrix to a Summary:
-    'Precision @ 1/<class>', the fraction of that class's examples whose top
-    prediction is right (none for a class without examples), and the
-    confusion matrix as an image (CONFUSION_IMAGE_TAG) and as a text table
-    (CONFUSION_TABLE_TAG).
-
-    Args:
-      summary_proto: the tf.Summary to add to.
-      class_names: the class names, label 0's first.
-      confusion, correct: from count_by_class.
-    """
+    """Adds to summary_proto, a tf.Summary, each class's 'Precision @ 1/<class>' (none for
+    a class without examples) and count_by_class's confusion matrix as an image
+    (CONFUSION_IMAGE_TAG) and a text table (CONFUSION_TABLE_TAG)."""
     for name, counts, right in zip(class_names, confusion, correct, strict=True):
         if counts.sum():
             summary_proto.value.add(tag='Precision @ 1/%s' % name,

@@ -1,8 +1,5 @@
-"""The training loop of every trainer: a tf.train.MonitoredSession with one
-hook per concern (stop, NaN, logging, checkpoints, summaries).
-
-The single-device, multi-GPU and distributed trainers all run train_loop.
-A library; run `cifar10_train.py` to train.
+"""The training loop of every trainer: a tf.train.MonitoredSession with one hook per
+concern (stopping, logging, checkpoints, summaries). A library; the trainers use it.
 """
 
 import time
@@ -26,31 +23,21 @@ def _next_multiple(step, every):
     return -(-step // every) * every
 
 
-class _NanHook(tf.train.SessionRunHook):
-    """Stops training with FloatingPointError when the loss becomes NaN,
-    before any hook after it saves the step (tf.train.NanTensorHook would
-    log a line of its own besides)."""
-
-    def __init__(self, loss, step_done, train_dir):
-        self._fetches, self._train_dir = [loss, step_done], train_dir
+class _FetchingHook(tf.train.SessionRunHook):
+    """A hook that fetches self._fetches with every step, for its after_run."""
 
     def before_run(self, run_context):
         return tf.train.SessionRunArgs(self._fetches)
 
-    def after_run(self, run_context, run_values):
-        loss_value, step_done = run_values.results
-        if np.isnan(loss_value):
-            raise FloatingPointError('loss is NaN at step %d; training stopped, and the last '
-                                     'good checkpoint in %s is kept'
-                                     % (step_done - 1, self._train_dir))
 
+class _StopHook(_FetchingHook):
+    """Stops at max_steps or after the step in which Ctrl-C or SIGTERM came, and raises
+    FloatingPointError at a NaN loss before a later hook saves (tf.train's StopAtStepHook
+    knows no signals, and its NanTensorHook would log a line of its own besides)."""
 
-class _StopHook(tf.train.SessionRunHook):
-    """Stops at max_steps, or after the step in which Ctrl-C or SIGTERM came."""
-
-    def __init__(self, global_step, step_done, max_steps, stop_signals):
-        self._global_step, self._step_done = global_step, step_done
-        self._max_steps, self._stop_signals = max_steps, stop_signals
+    def __init__(self, loss, global_step, step_done, max_steps, stop_signals, train_dir):
+        self._global_step, self._fetches = global_step, [loss, step_done]
+        self._max_steps, self._stop_signals, self._train_dir = max_steps, stop_signals, train_dir
         self.step = None  # The global step after the last step run.
 
     def after_create_session(self, session, coord):
@@ -62,34 +49,30 @@ class _StopHook(tf.train.SessionRunHook):
         elif self._stop_signals:  # It came while the session was created.
             coord.request_stop()
 
-    def before_run(self, run_context):
-        return tf.train.SessionRunArgs(self._step_done)
-
     def after_run(self, run_context, run_values):
-        self.step = int(run_values.results)
+        loss_value, step_done = run_values.results
+        if np.isnan(loss_value):
+            raise FloatingPointError('loss is NaN at step %d; training stopped, and the last '
+                                     'good checkpoint in %s is kept'
+                                     % (step_done - 1, self._train_dir))
+        self.step = int(step_done)
         if self.step >= self._max_steps or self._stop_signals:
             run_context.request_stop()
 
 
-class _LoggerHook(tf.train.SessionRunHook):
-    """Prints the tutorial's line every log_frequency steps: this process's
-    examples/sec and sec/batch, and the cluster's examples/sec when
-    cluster_examples_per_step is given."""
+class _LoggerHook(_FetchingHook):
+    """Prints the tutorial's line every log_frequency steps, with the cluster's rate if given."""
 
     def __init__(self, loss, global_step, step_done, log_frequency, examples_per_run,
                  num_towers, cluster_examples_per_step):
         self._global_step, self._fetches = global_step, [loss, step_done]
         self._log_frequency, self._examples_per_run = log_frequency, examples_per_run
-        self._num_towers = num_towers
-        self._cluster_examples_per_step = cluster_examples_per_step
+        self._num_towers, self._cluster_examples_per_step = num_towers, cluster_examples_per_step
 
     def after_create_session(self, session, coord):
         self._last_step = int(session.run(self._global_step))
         self._next_log_step = _next_multiple(self._last_step, self._log_frequency)
         self._last_time, self._runs = time.time(), 0
-
-    def before_run(self, run_context):
-        return tf.train.SessionRunArgs(self._fetches)
 
     def after_run(self, run_context, run_values):
         loss_value, step_done = run_values.results
@@ -111,21 +94,18 @@ class _LoggerHook(tf.train.SessionRunHook):
         self._next_log_step = _next_multiple(step + 1, self._log_frequency)
 
 
-class _CheckpointHook(tf.train.SessionRunHook):
-    """Saves model.ckpt-<step> every save_steps steps, and at the end: at the
-    last step, or where Ctrl-C or SIGTERM stopped training."""
+class _CheckpointHook(_FetchingHook):
+    """Saves model.ckpt-<step> every save_steps steps and where training stops, through
+    checkpoints.save_checkpoint (tf.train.CheckpointSaverHook leaves a failed save's files)."""
 
     def __init__(self, saver, global_step, step_done, train_dir, save_steps, max_steps):
-        self._saver, self._global_step, self._step_done = saver, global_step, step_done
+        self._saver, self._global_step, self._fetches = saver, global_step, step_done
         self._train_dir, self._save_steps, self._max_steps = train_dir, save_steps, max_steps
 
     def after_create_session(self, session, coord):
         self._step = self._saved_step = int(session.run(self._global_step))
         self._trains = self._step < self._max_steps
         self._next_save_step = _next_multiple(self._step + 1, self._save_steps)
-
-    def before_run(self, run_context):
-        return tf.train.SessionRunArgs(self._step_done)
 
     def after_run(self, run_context, run_values):
         self._step = int(run_values.results)
@@ -141,8 +121,8 @@ class _CheckpointHook(tf.train.SessionRunHook):
 
 
 class _SummaryHook(tf.train.SessionRunHook):
-    """Writes the graph, then the summaries every SAVE_SUMMARY_STEPS steps,
-    into an event file in train_dir opened at the first step."""
+    """Writes the graph, then the summaries every SAVE_SUMMARY_STEPS steps (through a
+    SummaryWriter: tf.train.SummarySaverHook's FileWriter loses events on a full disk)."""
 
     def __init__(self, summary_op, global_step, step_done, train_dir):
         self._summary_op, self._global_step = summary_op, global_step
@@ -180,8 +160,7 @@ class _SummaryHook(tf.train.SessionRunHook):
 
 
 class _WorkerSessionCreator(tf.train.SessionCreator):
-    """tf.train.WorkerSessionCreator, looking every RECOVERY_WAIT_SECS (not
-    30 s) whether the chief has made the model ready, with no time limit."""
+    """tf.train.WorkerSessionCreator, but looking every RECOVERY_WAIT_SECS, and for ever."""
 
     def __init__(self, scaffold, master, config):
         self._scaffold, self._master, self._config = scaffold, master, config
@@ -189,8 +168,7 @@ class _WorkerSessionCreator(tf.train.SessionCreator):
     def create_session(self):
         self._scaffold.finalize()
         session_manager = tf.train.SessionManager(
-            local_init_op=self._scaffold.local_init_op,
-            ready_op=self._scaffold.ready_op,
+            local_init_op=self._scaffold.local_init_op, ready_op=self._scaffold.ready_op,
             ready_for_local_init_op=self._scaffold.ready_for_local_init_op,
             graph=tf.get_default_graph(), recovery_wait_secs=RECOVERY_WAIT_SECS)
         return session_manager.wait_for_session(self._master, config=self._config)
@@ -202,54 +180,29 @@ def train_loop(train_op, loss, global_step, train_dir, max_steps, save_checkpoin
                before_restore=None):
     """Runs train_op until max_steps, checkpointing along the way.
 
-    The chief (every single-machine trainer is one) resumes from the newest
-    whole checkpoint in train_dir (checkpoints.restore_or_initialize, also
-    when the session is created again after a parameter server came back),
-    writes summaries every SAVE_SUMMARY_STEPS steps and saves
-    model.ckpt-<step> every save_checkpoint_steps steps, at the last step
-    and when Ctrl-C or SIGTERM asks it to stop. Every process logs every
-    log_frequency steps. A NaN loss stops it without saving, so the last
-    checkpoint stays the last good one; so does a checkpoint or event file
-    that cannot be written (a full disk), and nothing half-written is left.
-    Ended before max_steps otherwise (in a cluster, the workers' token queue
-    was closed), it saves and says so.
+    The chief resumes from the newest whole checkpoint in train_dir, and saves every
+    save_checkpoint_steps steps and at the end, on Ctrl-C or SIGTERM too; a NaN loss or
+    a failed write stops it without saving, so the last checkpoint stays a good one.
 
     Args:
-      train_op: op that runs one training step and increments global_step.
-      loss: the loss tensor to log and check.
-      global_step: the global step variable.
-      train_dir: where the chief writes checkpoints and summaries.
-      max_steps: the absolute last global step.
-      save_checkpoint_steps: save a checkpoint every this many steps.
-      log_frequency: log every this many steps.
-      examples_per_run: the examples one run of train_op trains.
-      config: the session's tf.ConfigProto.
-      num_towers: batches consumed per step (one per tower).
-      summary_op: the summaries to write; default all of the graph's.
-      master: the TensorFlow server to run on (a cluster worker's
-        server.target); '' runs in this process.
-      is_chief: whether this process restores or initializes the model and
-        writes checkpoints and summaries; another waits until the chief has
-        made the model ready, looking every RECOVERY_WAIT_SECS.
-      hooks: further tf.train.SessionRunHooks (the distributed trainer's).
-      cluster_examples_per_step: the examples the whole cluster trains per
-        global step; when given, the log line also says the cluster's rate.
-      before_restore: a function(session) the chief calls in each new
-        session before it restores or initializes the model.
+      train_op, loss, global_step: the op of a training step, the loss, the global step.
+      train_dir, max_steps: where the chief writes; the absolute last global step.
+      save_checkpoint_steps, log_frequency: save, and log, every this many steps.
+      examples_per_run, num_towers: the examples a run of train_op trains; its towers.
+      config, master: the session's tf.ConfigProto; its server ('' runs in-process).
+      summary_op, hooks: the summaries to write (default all); further SessionRunHooks.
+      is_chief: whether this process restores or initializes and saves; others wait.
+      cluster_examples_per_step: the cluster's examples per global step, to log its rate.
+      before_restore: a function(session) the chief calls in each new session first.
 
     Raises:
-      FloatingPointError: if the loss becomes NaN.
-      UserError: if a checkpoint does not fit this model, or a checkpoint or
-        event file cannot be written.
+      FloatingPointError at a NaN loss; UserError for a misfit checkpoint or failed write.
     """
     variables = {variable.op.name: variable for variable in tf.global_variables()}
-    saver = tf.train.Saver(variables, max_to_keep=MAX_CHECKPOINTS_TO_KEEP,
-                           save_relative_paths=True)
+    saver = tf.train.Saver(variables, max_to_keep=MAX_CHECKPOINTS_TO_KEEP, save_relative_paths=True)
     init_op = tf.global_variables_initializer()
-    if summary_op is None:
-        summary_op = tf.summary.merge_all()
-    # The global step once this run's step is done (other workers' steps
-    # may be in it too).
+    summary_op = tf.summary.merge_all() if summary_op is None else summary_op
+    # The global step once this run's step is done (other workers' steps may be in it).
     with tf.control_dependencies([train_op]):
         step_done = global_step.read_value()
 
@@ -261,14 +214,12 @@ def train_loop(train_op, loss, global_step, train_dir, max_steps, save_checkpoin
 
     scaffold = tf.train.Scaffold(init_op=tf.no_op(name='restore_or_initialize'),
                                  init_fn=restore, saver=saver, summary_op=summary_op)
-    if is_chief:
-        session_creator = tf.train.ChiefSessionCreator(scaffold, master=master, config=config)
-    else:
-        session_creator = _WorkerSessionCreator(scaffold, master, config)
+    session_creator = (tf.train.ChiefSessionCreator(scaffold, master=master, config=config)
+                       if is_chief else _WorkerSessionCreator(scaffold, master, config))
     with graceful_stop() as stop_signals:
-        stop = _StopHook(global_step, step_done, max_steps, stop_signals)
+        stop = _StopHook(loss, global_step, step_done, max_steps, stop_signals, train_dir)
         summaries = _SummaryHook(summary_op, global_step, step_done, train_dir)
-        all_hooks = [_NanHook(loss, step_done, train_dir), stop,
+        all_hooks = [stop,
                      _LoggerHook(loss, global_step, step_done, log_frequency, examples_per_run,
                                  num_towers, cluster_examples_per_step)]
         if is_chief:

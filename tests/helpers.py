@@ -158,6 +158,58 @@ def run_script(script, *args, timeout=SCRIPT_TIMEOUT_SECS, env=None):
                           env=env or script_env(), check=False)
 
 
+# Restores a checkpoint from its .meta with TensorFlow alone, as a TF1 user's
+# own code does, and saves every global variable's value:
+# python -c RESTORE_FROM_META_GRAPH <checkpoint path prefix> <values.npz>.
+RESTORE_FROM_META_GRAPH = '''
+import sys
+
+import numpy as np
+import tensorflow as tf
+
+tf.compat.v1.disable_eager_execution()
+checkpoint = sys.argv[1]
+saver = tf.compat.v1.train.import_meta_graph(checkpoint + '.meta')
+with tf.compat.v1.Session() as sess:
+    saver.restore(sess, checkpoint)
+    variables = tf.compat.v1.global_variables()
+    values = sess.run(variables)
+np.savez(sys.argv[2], **{v.op.name: value for v, value in zip(variables, values)})
+project_modules = [name for name in sys.modules if name.startswith('cifar10')]
+assert not project_modules, project_modules
+'''
+
+
+def restore_from_meta_graph(checkpoint, folder):
+    """Runs RESTORE_FROM_META_GRAPH in a TensorFlow-only process.
+
+    Returns:
+      A dict: variable name -> the value the process restored.
+    """
+    env = script_env()
+    env.pop('PYTHONPATH', None)
+    values = Path(folder) / 'restored.npz'
+    result = subprocess.run([sys.executable, '-c', RESTORE_FROM_META_GRAPH, str(checkpoint),
+                             str(values)], cwd=folder, env=env, capture_output=True,
+                            text=True, timeout=SCRIPT_TIMEOUT_SECS, check=False)
+    assert result.returncode == 0, result.stderr
+    return dict(np.load(values))
+
+
+def assert_restored_from_meta_graph(checkpoint, folder):
+    """Asserts that a TensorFlow-only process restores every variable of the
+    checkpoint, the global step among them, from the checkpoint's .meta."""
+    from cifar10_support.runtime import tf  # Imports TensorFlow.
+
+    restored = restore_from_meta_graph(checkpoint, folder)
+    reader = tf.train.load_checkpoint(str(checkpoint))
+    saved = reader.get_variable_to_shape_map()
+    assert sorted(restored) == sorted(saved)
+    assert restored['global_step'] == int(str(checkpoint).rsplit('-', 1)[1])
+    for name in saved:
+        np.testing.assert_array_equal(restored[name], reader.get_tensor(name))
+
+
 class RunningScript:
     """A script started in the background whose output lines can be awaited."""
 

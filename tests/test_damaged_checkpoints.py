@@ -100,6 +100,37 @@ def test_trainer_passes_over_a_damaged_newest_checkpoint_deleting_nothing(
     assert checkpoint_steps(copy_train_dir) == [50, 100, 102]
 
 
+# A .meta is for the user's own code: restoring never reads it.
+META_GRAPH_DAMAGE = {'missing': lambda meta: meta.unlink(),
+                     'truncated': lambda meta: meta.write_bytes(meta.read_bytes()[:1000])}
+
+
+@pytest.mark.parametrize('damage', list(META_GRAPH_DAMAGE))
+def test_a_missing_or_damaged_meta_graph_does_not_stop_a_resume(
+        damage, copy_train_dir, synthetic_data_dir):
+    META_GRAPH_DAMAGE[damage](copy_train_dir / 'model.ckpt-150.meta')
+    result = run_script('cifar10_train.py', *train_flags(synthetic_data_dir, copy_train_dir,
+                                                         max_steps=152, log_frequency=1))
+    assert result.returncode == 0, result.stderr
+    assert 'is damaged' not in result.stdout
+    assert '/model.ckpt-150 at step 150.' in result.stdout
+    assert [step for step, _ in logged_steps(result.stdout)] == [150, 151]
+    assert (copy_train_dir / 'model.ckpt-152.meta').is_file()
+
+
+def test_run_once_scores_a_checkpoint_whose_meta_graph_is_damaged(
+        trained_run, synthetic_data_dir, tmp_path):
+    checkpoint_dir = tmp_path / 'train'
+    publish_checkpoint(trained_run[0], checkpoint_dir, 150)
+    (checkpoint_dir / 'model.ckpt-150.meta').write_bytes(b'not a MetaGraphDef')
+    result = run_script('cifar10_eval.py', *eval_flags(
+        synthetic_data_dir, checkpoint_dir, tmp_path / 'eval', run_once=True))
+    assert result.returncode == 0, result.stderr
+    assert 'is damaged' not in result.stdout
+    precision_events = read_events(tmp_path / 'eval').Scalars('Precision @ 1')
+    assert [event.step for event in precision_events] == [150]
+
+
 def test_trainer_starts_from_scratch_when_no_checkpoint_restores_and_says_so(
         copy_train_dir, synthetic_data_dir):
     for step in (50, 100, 150):

@@ -66,7 +66,7 @@ def whole_records(path):
 
 def partial_files(folder):
     return [name for name in os.listdir(folder)
-            if 'tempstate' in name or '_temp' in name or name.startswith('checkpoint.tmp')]
+            if 'tempstate' in name or '_temp' in name or '.tmp' in name]
 
 
 def test_full_disk_stops_the_trainer_with_one_line_and_keeps_the_last_checkpoint(

@@ -12,6 +12,7 @@ from absl.testing import flagsaver
 from helpers import (
     LEARNED_PRECISION,
     MULTI_TOWER_FLAGS,
+    assert_restored_from_meta_graph,
     checkpoint_steps,
     logged_steps,
     printed_precision,
@@ -146,6 +147,14 @@ def test_checkpoints_hold_the_single_device_trainers_variable_names(
     multi_names = {name for name, _ in tf.train.list_variables(str(multi_dir))}
     single_names = {name for name, _ in tf.train.list_variables(str(trained_run[0]))}
     assert multi_names == single_names
+
+
+def test_multi_tower_checkpoints_have_meta_graphs_that_tensorflow_alone_restores(
+        multi_tower_run, tmp_path):
+    multi_dir, _ = multi_tower_run
+    for step in checkpoint_steps(multi_dir):
+        assert (multi_dir / ('model.ckpt-%d.meta' % step)).is_file()
+    assert_restored_from_meta_graph(tf.train.latest_checkpoint(str(multi_dir)), tmp_path)
 
 
 def test_eval_scores_a_multi_tower_checkpoint_far_above_chance(
