@@ -180,7 +180,10 @@ def watch(cluster, own_view, tasks, timeout_secs, on_lost, on_other_cluster, on_
           last_progress=None):
     """Starts a thread that reads, every PROBE_INTERVAL_SECS, the cluster view
     of each task that tasks() gives, and names in one line a task that stops
-    answering, answers again, or has not started after timeout_secs.
+    answering, answers again, or has not started after timeout_secs. Once this
+    task has a session (last_progress() is not None), a task silent for
+    timeout_secs is lost even if it never answered: it died before its first
+    look.
 
     Args:
       tasks: a function giving the (job_name, task_index) to watch.
@@ -197,8 +200,10 @@ def watch(cluster, own_view, tasks, timeout_secs, on_lost, on_other_cluster, on_
 
     def watch_tasks():
         started = every_task_answers_since = time.monotonic()
-        last_answer, quiet, waiting_said = {}, set(), set()
+        last_answer, quiet, waiting_said, silent_since, session_at = {}, set(), set(), {}, None
         while not stop.wait(interval):
+            if session_at is None and last_progress and last_progress() is not None:
+                session_at = time.monotonic()
             for task in tasks():
                 view = task_view(*task, cluster[task[0]][task[1]],
                                  max(interval, PROBE_TIMEOUT_SECS))
@@ -214,8 +219,10 @@ def watch(cluster, own_view, tasks, timeout_secs, on_lost, on_other_cluster, on_
                         quiet.discard(task)
                         print('%s answers again.' % who, flush=True)
                     last_answer[task] = now
+                    silent_since.pop(task, None)
                     continue
                 every_task_answers_since = now
+                silent_since.setdefault(task, now)
                 if task in last_answer:
                     if task not in quiet:
                         quiet.add(task)
@@ -223,6 +230,8 @@ def watch(cluster, own_view, tasks, timeout_secs, on_lost, on_other_cluster, on_
                               '(--task_timeout_secs).' % (who, timeout_secs), flush=True)
                     if now - last_answer[task] >= timeout_secs:
                         on_lost(*task)
+                elif session_at and now - max(silent_since[task], session_at) >= timeout_secs:
+                    on_lost(*task)
                 elif now - started >= timeout_secs and task not in waiting_said:
                     waiting_said.add(task)
                     print('Waiting for %s to start.' % who, flush=True)

@@ -29,6 +29,7 @@ import cifar10
 import cifar10_distributed_train
 import cifar10_multi_gpu_train
 from cifar10 import tf
+from cifar10_support import cluster as cluster_lib
 
 SCRIPT = 'cifar10_distributed_train.py'
 BATCH = 8
@@ -366,7 +367,7 @@ def kill_at(moment, victim, tasks, steps, train_dir):
 def test_tasks_killed_at_any_moment_and_started_again_let_the_cluster_train_on(
         start_script, synthetic_data_dir, tmp_path):
     # The tasks learn their places from TF_CONFIG here.
-    flags = dict(batch_size=8, max_steps=100000, save_checkpoint_steps=20, log_frequency=5)
+    flags = dict(batch_size=16, max_steps=100000, save_checkpoint_steps=20, log_frequency=5)
     cluster, tasks = start_cluster(start_script, synthetic_data_dir, tmp_path,
                                    use_tf_config=True, **flags)
     steps = ClusterSteps(tasks)
@@ -587,3 +588,42 @@ def test_a_restarted_chief_frees_a_worker_stuck_on_accumulators_a_dead_chief_lef
     hooks[0][0].end(chief)  # Closes the tokens: worker 1 stops waiting.
     assert not chief_step.is_alive(), 'the chief\'s step waits for ever'
     assert worker_ran.is_set()
+
+
+def watch_a_silent_chief(monkeypatch, has_session):
+    """Watches a chief that never answers, as a worker that has (or has not
+    yet) a session does. Returns (lost: an Event that on_lost sets, looks: a
+    list that grows at each look, the watch's stop Event)."""
+    lost, looks = threading.Event(), []
+    monkeypatch.setattr(cluster_lib, 'task_view', lambda *args: looks.append(args))
+    session_time = time.monotonic()
+    stop = cluster_lib.watch(local_cluster_spec(1), 'view', lambda: [('worker', 0)], 0.3,
+                             lambda *task: lost.set(), None,
+                             last_progress=lambda: session_time if has_session else None)
+    return lost, looks, stop
+
+
+def test_a_task_that_dies_before_a_workers_first_look_is_lost_once_the_worker_has_a_session(
+        monkeypatch):
+    lost, _, stop = watch_a_silent_chief(monkeypatch, has_session=True)
+    try:
+        assert lost.wait(timeout=10)
+    finally:
+        stop.set()
+
+
+def test_before_its_session_a_worker_waits_for_a_task_that_never_answered(monkeypatch, capsys):
+    lost, looks, stop = watch_a_silent_chief(monkeypatch, has_session=False)
+    try:
+        deadline, output = time.monotonic() + 10, ''
+        while 'Waiting for /job:worker/task:0' not in output:
+            assert time.monotonic() < deadline, 'the watch did not say that it waits'
+            output += capsys.readouterr().out
+            time.sleep(0.01)
+        looks_then = len(looks)
+        while len(looks) < looks_then + 3:  # Three more looks, each past the timeout.
+            assert time.monotonic() < deadline, 'the watch stopped looking'
+            time.sleep(0.01)
+        assert not lost.is_set()
+    finally:
+        stop.set()

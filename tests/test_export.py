@@ -172,7 +172,7 @@ def real_image_files(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def served_image_bytes(exported_model, real_image_files, tmp_path_factory):
-    """SERVE_IMAGE_BYTES run on the real image files, and on two batches that
+    """SERVE_IMAGE_BYTES run on the real image files, and on batches that
     each hold one bad file between two good ones.
 
     Returns:
@@ -180,11 +180,13 @@ def served_image_bytes(exported_model, real_image_files, tmp_path_factory):
     """
     folder = tmp_path_factory.mktemp('served')
     (folder / 'not_an_image.png').write_text('hello')
+    (folder / 'empty.png').write_bytes(b'')
     truncated = real_image_files[0].read_bytes()
     (folder / 'truncated.png').write_bytes(truncated[:len(truncated) // 2])
     good = [str(path) for path in real_image_files[:2]]
     batches = {'whole': [str(path) for path in real_image_files],
                'not an image': [good[0], str(folder / 'not_an_image.png'), good[1]],
+               'empty': [good[0], str(folder / 'empty.png'), good[1]],
                'truncated PNG': [good[0], str(folder / 'truncated.png'), good[1]]}
     (folder / 'batches.json').write_text(json.dumps(batches))
     names, images, _, failures = cifar10_predict.read_images(batches['whole'])
@@ -197,7 +199,7 @@ def served_image_bytes(exported_model, real_image_files, tmp_path_factory):
          'batches.json', 'images.npy', 'outputs.npz', 'errors.json'],
         cwd=folder, env=env, capture_output=True, text=True, timeout=240, check=False)
     assert served.returncode == 0, served.stderr
-    return (dict(np.load(folder / 'outputs.npz')),
+    return (dict(np.load(folder / 'outputs.npz', allow_pickle=True)),
             json.loads((folder / 'errors.json').read_text()), images)
 
 
@@ -222,6 +224,7 @@ def test_the_image_bytes_signature_names_each_images_class(served_image_bytes):
 
 @pytest.mark.parametrize('batch, message', [
     ('not an image', 'image] [1] [of the batch is not a PNG, JPEG, GIF, BMP or WebP image'),
+    ('empty', 'image] [1] [of the batch is not a PNG, JPEG, GIF, BMP or WebP image'),
     ('truncated PNG', 'PNG')])
 def test_a_batch_with_one_bad_image_fails_as_a_whole_naming_the_failure(
         served_image_bytes, batch, message):
