@@ -37,23 +37,18 @@ FLAGS = tf.app.flags.FLAGS
 
 tf.app.flags.DEFINE_enum('job_name', None, ['ps', 'worker'],
                          """This task's job: a parameter server or a worker.""")
-tf.app.flags.DEFINE_integer('task_index', None,
-                            """This task's index in its job (worker 0 is the chief).""",
-                            lower_bound=0)
+tf.app.flags.DEFINE_integer('task_index', None, """This task's index in its job (worker 0 is
+                            the chief).""", lower_bound=0)
 tf.app.flags.DEFINE_list('ps_hosts', [], """The parameter servers, comma-separated host:port.""")
 tf.app.flags.DEFINE_list('worker_hosts', [], """The workers, comma-separated host:port.""")
-tf.app.flags.DEFINE_boolean('sync_replicas', True,
-                            """Average one gradient per worker per step; false applies
-                            each worker's gradient as it comes.""")
-tf.app.flags.DEFINE_integer('replicas_to_aggregate', None,
-                            """Gradients averaged per synchronous step; default the number
-                            of workers.""", lower_bound=1)
-tf.app.flags.DEFINE_integer('task_timeout_secs', 60,
-                            """Seconds a task may stay out of contact before the tasks
-                            that need it stop.""", lower_bound=1)
-tf.app.flags.DEFINE_integer('local_cluster', 0,
-                            """Start one parameter server and this many workers on this
-                            machine (127.0.0.1).""", lower_bound=0)
+tf.app.flags.DEFINE_boolean('sync_replicas', True, """Average one gradient per worker per
+                            step; false applies each worker's gradient as it comes.""")
+tf.app.flags.DEFINE_integer('replicas_to_aggregate', None, """Gradients averaged per
+                            synchronous step; default the number of workers.""", lower_bound=1)
+tf.app.flags.DEFINE_integer('task_timeout_secs', 60, """Seconds a task may stay out of contact
+                            before the tasks that need it stop.""", lower_bound=1)
+tf.app.flags.DEFINE_integer('local_cluster', 0, """Start one parameter server and this many
+                            workers on this machine (127.0.0.1).""", lower_bound=0)
 
 CLUSTER_FLAGS = ['job_name', 'task_index', 'ps_hosts', 'worker_hosts']
 FLAGS_USED = cifar10_multi_gpu_train.FLAGS_USED + CLUSTER_FLAGS + [

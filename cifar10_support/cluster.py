@@ -180,10 +180,8 @@ def watch(cluster, own_view, tasks, timeout_secs, on_lost, on_other_cluster, on_
           last_progress=None):
     """Starts a thread that reads, every PROBE_INTERVAL_SECS, the cluster view
     of each task that tasks() gives, and names in one line a task that stops
-    answering, answers again, or has not started after timeout_secs. Once this
-    task has a session (last_progress() is not None), a task silent for
-    timeout_secs is lost even if it never answered: it died before its first
-    look.
+    answering, answers again, or has not started after timeout_secs (once this task
+    has a session, a task silent that long is lost even if it never answered).
 
     Args:
       tasks: a function giving the (job_name, task_index) to watch.

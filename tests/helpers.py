@@ -196,11 +196,15 @@ def restore_from_meta_graph(checkpoint, folder):
     return dict(np.load(values))
 
 
-def assert_restored_from_meta_graph(checkpoint, folder):
-    """Asserts that a TensorFlow-only process restores every variable of the
-    checkpoint, the global step among them, from the checkpoint's .meta."""
+def assert_meta_graphs_restore(train_dir, folder):
+    """Asserts that each checkpoint in train_dir has its .meta, and that a
+    TensorFlow-only process restores every variable of the newest, the global
+    step among them, from its .meta."""
     from cifar10_support.runtime import tf  # Imports TensorFlow.
 
+    for step in checkpoint_steps(train_dir):
+        assert (Path(train_dir) / ('model.ckpt-%d.meta' % step)).is_file()
+    checkpoint = tf.train.latest_checkpoint(str(train_dir))
     restored = restore_from_meta_graph(checkpoint, folder)
     reader = tf.train.load_checkpoint(str(checkpoint))
     saved = reader.get_variable_to_shape_map()

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from absl.testing import flagsaver
 from helpers import (
-    assert_restored_from_meta_graph,
+    assert_meta_graphs_restore,
     checkpoint_steps,
     free_ports,
     local_cluster_spec,
@@ -227,9 +227,7 @@ def test_chiefs_checkpoints_hold_the_single_device_variable_names(local_cluster_
 def test_chiefs_checkpoints_have_meta_graphs_that_tensorflow_alone_restores(
         local_cluster_run, tmp_path):
     train_dir, _ = local_cluster_run
-    for step in checkpoint_steps(train_dir):
-        assert (train_dir / ('model.ckpt-%d.meta' % step)).is_file()
-    assert_restored_from_meta_graph(tf.train.latest_checkpoint(str(train_dir)), tmp_path)
+    assert_meta_graphs_restore(train_dir, tmp_path)
 
 
 def test_variables_live_on_the_ps_and_the_input_towers_and_checkpoints_on_the_chief(

@@ -12,7 +12,7 @@ from absl.testing import flagsaver
 from helpers import (
     LEARNED_PRECISION,
     MULTI_TOWER_FLAGS,
-    assert_restored_from_meta_graph,
+    assert_meta_graphs_restore,
     checkpoint_steps,
     logged_steps,
     printed_precision,
@@ -152,9 +152,7 @@ def test_checkpoints_hold_the_single_device_trainers_variable_names(
 def test_multi_tower_checkpoints_have_meta_graphs_that_tensorflow_alone_restores(
         multi_tower_run, tmp_path):
     multi_dir, _ = multi_tower_run
-    for step in checkpoint_steps(multi_dir):
-        assert (multi_dir / ('model.ckpt-%d.meta' % step)).is_file()
-    assert_restored_from_meta_graph(tf.train.latest_checkpoint(str(multi_dir)), tmp_path)
+    assert_meta_graphs_restore(multi_dir, tmp_path)
 
 
 def test_eval_scores_a_multi_tower_checkpoint_far_above_chance(

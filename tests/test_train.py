@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from absl.testing import flagsaver
 from helpers import (
-    assert_restored_from_meta_graph,
+    assert_meta_graphs_restore,
     checkpoint_steps,
     logged_steps,
     run_script,
@@ -50,9 +50,7 @@ def test_checkpoints_every_save_checkpoint_steps_and_at_the_last_step(trained_ru
 def test_each_kept_checkpoint_has_a_meta_graph_that_tensorflow_alone_restores(
         trained_run, tmp_path):
     train_dir, _ = trained_run
-    for step in checkpoint_steps(train_dir):
-        assert (train_dir / ('model.ckpt-%d.meta' % step)).is_file()
-    assert_restored_from_meta_graph(tf.train.latest_checkpoint(str(train_dir)), tmp_path)
+    assert_meta_graphs_restore(train_dir, tmp_path)
 
 
 def test_restart_resumes_from_the_latest_checkpoint_and_keeps_the_old_ones(
