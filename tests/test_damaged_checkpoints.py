@@ -100,15 +100,12 @@ def test_trainer_passes_over_a_damaged_newest_checkpoint_deleting_nothing(
     assert checkpoint_steps(copy_train_dir) == [50, 100, 102]
 
 
-# A .meta is for the user's own code: restoring never reads it.
-META_GRAPH_DAMAGE = {'missing': lambda meta: meta.unlink(),
-                     'truncated': lambda meta: meta.write_bytes(meta.read_bytes()[:1000])}
-
-
-@pytest.mark.parametrize('damage', list(META_GRAPH_DAMAGE))
 def test_a_missing_or_damaged_meta_graph_does_not_stop_a_resume(
-        damage, copy_train_dir, synthetic_data_dir):
-    META_GRAPH_DAMAGE[damage](copy_train_dir / 'model.ckpt-150.meta')
+        copy_train_dir, synthetic_data_dir):
+    # A .meta is for the user's own code: restoring never reads it.
+    newest_meta = copy_train_dir / 'model.ckpt-150.meta'
+    newest_meta.write_bytes(newest_meta.read_bytes()[:1000])
+    (copy_train_dir / 'model.ckpt-100.meta').unlink()
     result = run_script('cifar10_train.py', *train_flags(synthetic_data_dir, copy_train_dir,
                                                          max_steps=152, log_frequency=1))
     assert result.returncode == 0, result.stderr
