@@ -181,7 +181,8 @@ def run_worker(cluster, task_index, view):
         if i != task_index and FLAGS.sync_replicas]  # The other workers if in sync.
     progress = cluster_lib.ProgressHook()
     stop_watching = cluster_lib.watch(cluster, view, lambda: needed, timeout_secs, on_lost,
-                                      on_other_cluster, stop, lambda: progress.last_step_time)
+                                      on_other_cluster, stop, lambda: progress.last_step_time,
+                                      lambda: progress.joined_running)
     cluster_lib.stop_at_once_until(progress.started, on_signal)
     failed = True
     try:

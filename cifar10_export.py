@@ -20,11 +20,9 @@ Two signatures:
 class_names are those of batches.meta.txt in --data_dir's
 cifar-10-batches-bin/ at export time, else the ten CIFAR-10 names. A batch
 that holds something that is not an image fails as a whole, with an error
-that names the failure: no image of it is classified. The version is one
-more than the highest in --export_dir (1 for the first), or
---export_version; TensorFlow Serving serves the highest. The export is
-written to a hidden staging folder and renamed to its version only once
-complete; an existing version is never overwritten.
+that names the failure. The version is one more than the highest in
+--export_dir, or --export_version; it is written to a hidden staging folder
+and renamed once complete, and an existing version is never overwritten.
 """
 
 import os

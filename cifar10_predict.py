@@ -46,12 +46,14 @@ def checkpoint_to_restore():
                             'such as /tmp/cifar10_train/model.ckpt-1000'
                             % (FLAGS.checkpoint_path, FLAGS.checkpoint_path))
         return FLAGS.checkpoint_path
-    if not checkpoints.list_checkpoints(FLAGS.checkpoint_dir)[0]:
+    paths = checkpoints.list_checkpoints(FLAGS.checkpoint_dir)[0]
+    if not paths:
         raise UserError('No checkpoint file found in %s' % FLAGS.checkpoint_dir)
     checkpoint_path = checkpoints.newest_whole_checkpoint(
         FLAGS.checkpoint_dir, lambda line: print(line, file=sys.stderr, flush=True))
     if checkpoint_path is None:
-        raise UserError('no checkpoint in %s restores: all are damaged' % FLAGS.checkpoint_dir)
+        raise UserError('no checkpoint in %s restores: all %d are damaged'
+                        % (FLAGS.checkpoint_dir, len(paths)))
     return checkpoint_path
 
 
@@ -69,9 +71,9 @@ def restore(sess, saver, checkpoint_path):
 
 def decode_image(encoded):
     """Decodes encoded, a scalar string Tensor of a PNG, JPEG, GIF, BMP or WebP file, to
-    a [32, 32, 3] uint8 RGB Tensor: greyscale becomes RGB, alpha is dropped, an animation
-    gives its first frame, another size is resized, stretched to a square if it is not
-    one (bilinear, antialiased). The exported model decodes with it."""
+    a [32, 32, 3] uint8 RGB Tensor: greyscale to RGB, alpha dropped, a GIF animation's first
+    frame (an animated WebP is refused), another size resized (bilinear, antialiased),
+    stretched to a square if it is not one. The exported model decodes with it."""
     image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
     size = [cifar10.ORIGINAL_IMAGE_SIZE] * 2
 

@@ -11,9 +11,9 @@ import re
 
 from cifar10_support.runtime import UserError, error_reason, make_dir, tf, write_error
 
-# model.ckpt-<step>.index, .data-*, .meta, and the state file.
+# model.ckpt-<step>.index and .data-* (and .meta), and the state file.
 CHECKPOINT_BASENAME = 'model.ckpt'
-CHECKPOINT_FILE = re.compile(r'^%s-(\d+)\.(index|meta|data-\d+-of-\d+)$'
+CHECKPOINT_FILE = re.compile(r'^%s-(\d+)\.(index|data-\d+-of-\d+)$'  # A lone .meta is none.
                              % re.escape(CHECKPOINT_BASENAME))
 STATE_FILENAME = 'checkpoint'
 # Errors of TensorFlow's runtime, not of a checkpoint being read: a server of
@@ -180,10 +180,10 @@ def save_checkpoint(sess, saver, train_dir, step):
     """
     prefix = os.path.join(train_dir, '%s-%d' % (CHECKPOINT_BASENAME, step))
     had_files = bool(tf.gfile.Glob(prefix + '.*'))
-    try:
+    try:  # The .meta first: the Saver publishes the checkpoint and drops the oldest.
+        _write_meta_graph(sess.graph, saver, prefix + '.meta')
         saver.save(sess, os.path.join(train_dir, CHECKPOINT_BASENAME), global_step=step,
                    write_meta_graph=False)
-        _write_meta_graph(sess.graph, saver, prefix + '.meta')
     except (tf.errors.OpError, OSError) as e:
         partial = [path for pattern in ('*tempstate*', '_temp*', '.meta.tmp*')
                    for path in tf.gfile.Glob(prefix + pattern)]
@@ -223,12 +223,9 @@ def write_failure(train_dir, error):
 
 @contextlib.contextmanager
 def claim_train_dir(train_dir):
-    """Creates train_dir if needed and makes this process its only trainer while
-    the context lasts: an flock, which the kernel lifts however the process ends.
-
-    Raises:
-      UserError: if the folder cannot be created or used, or another trainer has it.
-    """
+    """Creates train_dir if needed and makes this process its only trainer while the
+    context lasts (an flock, which the kernel lifts however the process ends); UserError
+    if the folder cannot be created or used, or another trainer has it."""
     make_dir(train_dir, 'train_dir')
     if '://' in train_dir:  # A remote file system: no claim to make.
         yield
@@ -237,7 +234,11 @@ def claim_train_dir(train_dir):
     if os.path.isdir(state_file):
         raise UserError('%s is a folder where the trainer keeps its checkpoint state file: '
                         'move it out of --train_dir' % state_file)
-    folder = os.open(train_dir, os.O_RDONLY)
+    try:
+        folder = os.open(train_dir, os.O_RDONLY)
+    except OSError as e:
+        raise UserError('cannot use --train_dir=%s (%s): give a folder you can write to'
+                        % (train_dir, e.strerror or e)) from e
     try:
         fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as e:

@@ -177,11 +177,10 @@ def say_done(cluster, task_index, timeout_secs, failed=False, skip=()):
 
 
 def watch(cluster, own_view, tasks, timeout_secs, on_lost, on_other_cluster, on_stuck=None,
-          last_progress=None):
+          last_progress=None, joined_running=None):
     """Starts a thread that reads, every PROBE_INTERVAL_SECS, the cluster view
     of each task that tasks() gives, and names in one line a task that stops
-    answering, answers again, or has not started after timeout_secs (once this task
-    has a session, a task silent that long is lost even if it never answered).
+    answering, answers again, or has not started after timeout_secs.
 
     Args:
       tasks: a function giving the (job_name, task_index) to watch.
@@ -189,6 +188,8 @@ def watch(cluster, own_view, tasks, timeout_secs, on_lost, on_other_cluster, on_
       on_other_cluster: called (job_name, task_index, message) for one whose view is not own_view.
       on_stuck, last_progress: on_stuck(message) is called when last_progress(), the monotonic
         time of the last training step, is STUCK_TIMEOUTS x timeout_secs old, every task answering.
+      joined_running: true once this task joined a cluster that had trained (a restart): then
+        a task silent for timeout_secs is lost even if it never answered (it died first).
 
     Returns:
       A threading.Event: set it to end the watch.
@@ -200,7 +201,7 @@ def watch(cluster, own_view, tasks, timeout_secs, on_lost, on_other_cluster, on_
         started = every_task_answers_since = time.monotonic()
         last_answer, quiet, waiting_said, silent_since, session_at = {}, set(), set(), {}, None
         while not stop.wait(interval):
-            if session_at is None and last_progress and last_progress() is not None:
+            if session_at is None and joined_running and joined_running():
                 session_at = time.monotonic()
             for task in tasks():
                 view = task_view(*task, cluster[task[0]][task[1]],
@@ -400,13 +401,14 @@ class ThenAverage:
 
 
 class ProgressHook(tf.train.SessionRunHook):
-    """Notes when the session was created (the Event started) and the
-    time.monotonic() of the last training step."""
+    """Notes when the session was created (started), whether the cluster had trained
+    before (joined_running), and the time.monotonic() of the last training step."""
 
     def __init__(self):
-        self.started, self.last_step_time = threading.Event(), None
+        self.started, self.last_step_time, self.joined_running = threading.Event(), None, False
 
     def after_create_session(self, session, coord):
+        self.joined_running = session.run(tf.train.get_global_step()) > 0
         self.last_step_time = time.monotonic()
         self.started.set()
 

@@ -588,30 +588,31 @@ def test_a_restarted_chief_frees_a_worker_stuck_on_accumulators_a_dead_chief_lef
     assert worker_ran.is_set()
 
 
-def watch_a_silent_chief(monkeypatch, has_session):
-    """Watches a chief that never answers, as a worker that has (or has not
-    yet) a session does. Returns (lost: an Event that on_lost sets, looks: a
-    list that grows at each look, the watch's stop Event)."""
+def watch_a_silent_chief(monkeypatch, joined_running):
+    """Watches a chief that never answers, as a worker with a session does,
+    in a cluster that had trained before it joined (a restart) or had not.
+    Returns (lost: an Event that on_lost sets, looks: a list that grows at
+    each look, the watch's stop Event)."""
     lost, looks = threading.Event(), []
     monkeypatch.setattr(cluster_lib, 'task_view', lambda *args: looks.append(args))
     session_time = time.monotonic()
     stop = cluster_lib.watch(local_cluster_spec(1), 'view', lambda: [('worker', 0)], 0.3,
-                             lambda *task: lost.set(), None,
-                             last_progress=lambda: session_time if has_session else None)
+                             lambda *task: lost.set(), None, last_progress=lambda: session_time,
+                             joined_running=lambda: joined_running)
     return lost, looks, stop
 
 
-def test_a_task_that_dies_before_a_workers_first_look_is_lost_once_the_worker_has_a_session(
-        monkeypatch):
-    lost, _, stop = watch_a_silent_chief(monkeypatch, has_session=True)
+def test_a_task_that_dies_before_a_restarted_workers_first_look_is_lost(monkeypatch):
+    lost, _, stop = watch_a_silent_chief(monkeypatch, joined_running=True)
     try:
         assert lost.wait(timeout=10)
     finally:
         stop.set()
 
 
-def test_before_its_session_a_worker_waits_for_a_task_that_never_answered(monkeypatch, capsys):
-    lost, looks, stop = watch_a_silent_chief(monkeypatch, has_session=False)
+def test_before_the_cluster_trains_a_worker_waits_for_a_task_that_never_answered(
+        monkeypatch, capsys):
+    lost, looks, stop = watch_a_silent_chief(monkeypatch, joined_running=False)
     try:
         deadline, output = time.monotonic() + 10, ''
         while 'Waiting for /job:worker/task:0' not in output:
