@@ -180,8 +180,9 @@ def run(main, flag_names, takes_arguments=False, check_flags=None):
             argv = FLAGS(argv)
         except flags.Error as e:
             sys.exit(error_line(flag_error(e, flag_names)))
-        other = [name for name in FLAGS if FLAGS[name].present
-                 and name not in flag_names and name not in ABSL_FLAGS]
+        other = [name for name in FLAGS if FLAGS[name].present and name not in flag_names
+                 and name not in ABSL_FLAGS  # absl's own: its --help, logging flags.
+                 and not FLAGS.find_module_defining_flag(name, '').startswith('absl.')]
         if other:
             sys.exit(error_line('--%s is not a flag of %s (--help lists its flags)'
                                 % (other[0], os.path.basename(sys.argv[0]))))

@@ -34,6 +34,13 @@ def test_a_flag_the_script_does_not_know_or_a_bad_value_is_refused_in_one_line(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_flag_of_another_script_is_refused_and_absls_logging_flags_are_not(tmp_path):
+    result = run_script('cifar10_export.py', '--verbosity=0', '--eval_dir=%s' % tmp_path,
+                        timeout=60)
+    assert_one_line_error(result, 'cifar10_export.py', '--eval_dir is not a flag of '
+                          'cifar10_export.py (--help lists its flags)')
+
+
 @pytest.mark.parametrize('argv, message', [
     (['--eval_interval=5'], 'unknown flag --eval_interval: did you mean --eval_interval_secs? '
                             '(--help lists the flags)'),
