@@ -199,10 +199,10 @@ def watch(cluster, own_view, tasks, timeout_secs, on_lost, on_other_cluster, on_
 
     def watch_tasks():
         started = every_task_answers_since = time.monotonic()
-        last_answer, quiet, waiting_said, silent_since, session_at = {}, set(), set(), {}, None
+        last_answer, quiet, waiting_said, silent_since, joined_at = {}, set(), set(), {}, None
         while not stop.wait(interval):
-            if session_at is None and joined_running and joined_running():
-                session_at = time.monotonic()
+            if joined_at is None and joined_running and joined_running():
+                joined_at = time.monotonic()
             for task in tasks():
                 view = task_view(*task, cluster[task[0]][task[1]],
                                  max(interval, PROBE_TIMEOUT_SECS))
@@ -229,7 +229,7 @@ def watch(cluster, own_view, tasks, timeout_secs, on_lost, on_other_cluster, on_
                               '(--task_timeout_secs).' % (who, timeout_secs), flush=True)
                     if now - last_answer[task] >= timeout_secs:
                         on_lost(*task)
-                elif session_at and now - max(silent_since[task], session_at) >= timeout_secs:
+                elif joined_at and now - max(silent_since[task], joined_at) >= timeout_secs:
                     on_lost(*task)
                 elif now - started >= timeout_secs and task not in waiting_said:
                     waiting_said.add(task)
